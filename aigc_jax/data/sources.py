@@ -1,0 +1,160 @@
+"""Where training data comes from: TFDS builders, online or from a folder of raw files.
+
+TFDS owns the download and the on-disk format. This module only decides *how* a builder
+gets prepared: from `TFDS_DATA_DIR` if it already is, from a folder of the dataset's
+original files (`manual_dir`) if one is given, else from the network -- and when none of
+these can work it fails in seconds with the folder and the file names it needs, instead of
+letting TFDS retry a download for minutes on an offline machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import urllib.parse
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+RAW_DATA_ENV = "AIGC_RAW_DATA_DIR"
+IMAGE_FOLDER = "image_folder"
+
+
+class DataUnavailableError(RuntimeError):
+  """The dataset is neither prepared, nor in a raw-file folder, nor downloadable."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+  """What a model must know of its data to be built; saved with every checkpoint."""
+
+  image_shape: tuple[int, int, int]
+  num_classes: int
+
+  def to_json(self) -> dict:
+    return {"image_shape": list(self.image_shape), "num_classes": self.num_classes}
+
+  @classmethod
+  def from_json(cls, d: dict) -> "DataSpec":
+    return cls(image_shape=tuple(d["image_shape"]), num_classes=int(d["num_classes"]))
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageData:
+  """A labelled image split held in host memory, as it is stored (uint8, NHWC)."""
+
+  images: np.ndarray  # (N, H, W, C) uint8
+  labels: np.ndarray  # (N,) int32
+  num_classes: int
+
+  @property
+  def spec(self) -> DataSpec:
+    return DataSpec(image_shape=tuple(self.images.shape[1:]), num_classes=self.num_classes)
+
+
+def raw_files_dir(name: str, manual_dir: str | None) -> str | None:
+  """The folder holding `name`'s original files, from the config or `$AIGC_RAW_DATA_DIR`.
+
+  `manual_dir` (config `data.manual_dir`) names the dataset's own folder; the environment
+  variable names a root with one sub-folder per TFDS name, like `../shared/data/`.
+  """
+  if manual_dir:
+    return os.path.expanduser(manual_dir)
+  root = os.environ.get(RAW_DATA_ENV)
+  return os.path.join(os.path.expanduser(root), name) if root else None
+
+
+def prepared_builder(name: str, data_dir: str | None = None,
+                     manual_dir: str | None = None) -> tfds.core.DatasetBuilder:
+  """Returns the TFDS builder for `name`, preparing it first if needed."""
+  builder = tfds.builder(name, data_dir=data_dir)
+  if builder.is_prepared():
+    return builder
+  expected = sorted({info.filename for info in (builder.url_infos or {}).values()
+                     if info.filename})
+  raw_dir = raw_files_dir(name, manual_dir)
+  if raw_dir is not None:
+    missing = [f for f in expected if not os.path.exists(os.path.join(raw_dir, f))]
+    if missing or not os.path.isdir(raw_dir):
+      raise DataUnavailableError(
+          f"Dataset '{name}' is not prepared in {builder.data_dir} and the raw-file folder "
+          f"{raw_dir} lacks {missing or expected}. Put the dataset's original files "
+          f"({', '.join(expected)}) there, or point ${RAW_DATA_ENV} (one sub-folder per "
+          "dataset) or --config.data.manual_dir at a folder that has them.")
+    download_config = tfds.download.DownloadConfig(manual_dir=raw_dir)
+  else:
+    unreachable = [host for host in _download_hosts(builder) if not _reachable(host)]
+    if unreachable:
+      raise DataUnavailableError(
+          f"Dataset '{name}' is not prepared in {builder.data_dir} and its download "
+          f"host(s) {unreachable} cannot be reached. Offline, set ${RAW_DATA_ENV} to a "
+          f"folder with a '{name}/' sub-folder holding {', '.join(expected) or 'its files'}"
+          ", or set --config.data.manual_dir.")
+    download_config = None
+  tfds.disable_progress_bar()
+  builder.download_and_prepare(download_config=download_config)
+  return builder
+
+
+def _download_hosts(builder: tfds.core.DatasetBuilder) -> list[str]:
+  return sorted({urllib.parse.urlparse(url).hostname for url in (builder.url_infos or {})})
+
+
+def _reachable(host: str, timeout_s: float = 3.0) -> bool:
+  try:
+    socket.create_connection((host, 443), timeout=timeout_s).close()
+    return True
+  except OSError:
+    return False
+
+
+def load_images(name: str, split: str = "train", *, data_dir: str | None = None,
+                manual_dir: str | None = None, image_folder: str | None = None) -> ImageData:
+  """Loads a whole labelled image split into host memory.
+
+  Image datasets here (MNIST-family, CIFAR-10, a user's folder) fit in memory, which lets
+  the input pipeline address any example by index: shuffling is then exact, resuming is
+  O(1), and the global batch does not depend on how many processes read it.
+  """
+  if name == IMAGE_FOLDER:
+    builder = _image_folder_builder(image_folder)
+  else:
+    builder = prepared_builder(name, data_dir, manual_dir)
+  if "image" not in builder.info.features:
+    raise ValueError(f"Dataset '{name}' has no 'image' feature; it cannot train an image "
+                     "model. Pick an image dataset for --config.data.name.")
+  if split not in builder.info.splits:
+    raise ValueError(f"Dataset '{name}' has no split '{split}'; it has "
+                     f"{sorted(builder.info.splits)}.")
+  arrays = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
+  label_feature = builder.info.features["label"] if "label" in builder.info.features else None
+  num_examples = len(arrays["image"])
+  labels = arrays["label"] if label_feature is not None else np.zeros(num_examples)
+  num_classes = label_feature.num_classes if label_feature is not None else 1
+  return ImageData(images=np.asarray(arrays["image"], np.uint8),
+                   labels=np.asarray(labels, np.int32), num_classes=num_classes)
+
+
+def _image_folder_builder(root: str | None) -> tfds.core.DatasetBuilder:
+  """`tfds.folder_dataset.ImageFolder` over `root/<split>/<class>/<image>`.
+
+  The image shape is read from the first image and every image is decoded to it, so a
+  folder of mixed sizes or channel counts fails when loaded, naming the expected shape.
+  """
+  if not root or not os.path.isdir(root):
+    raise DataUnavailableError(
+        f"data.image_folder={root!r} is not a folder. Give a folder laid out as "
+        "ROOT/<split>/<class name>/<image file> (e.g. ROOT/train/cat/001.png).")
+  first = _first_image(root)
+  shape = tuple(tf.io.decode_image(tf.io.read_file(first), expand_animations=False).shape)
+  return tfds.folder_dataset.ImageFolder(root, shape=shape)
+
+
+def _first_image(root: str) -> str:
+  for dirpath, _, files in sorted(os.walk(root)):
+    for f in sorted(files):
+      if f.lower().endswith((".png", ".jpg", ".jpeg", ".bmp", ".gif")):
+        return os.path.join(dirpath, f)
+  raise DataUnavailableError(f"No images under {root}; expected ROOT/<split>/<class>/*.png.")

@@ -1,0 +1,52 @@
+"""GAN objectives, registered by name so a config can pick one (`--config.loss=NAME`).
+
+A loss is a pair of pure functions on discriminator logits. Adding one is a function pair
+and a `register_gan_loss` call, in or outside this package; nothing else changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class GANLoss(NamedTuple):
+  """discriminator(real_logits, fake_logits) and generator(fake_logits) -> scalar."""
+
+  discriminator: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray]
+  generator: Callable[[jnp.ndarray], jnp.ndarray]
+
+
+GAN_LOSSES: dict[str, GANLoss] = {}
+
+
+def register_gan_loss(name: str, loss: GANLoss) -> GANLoss:
+  if name in GAN_LOSSES:
+    raise ValueError(f"A GAN loss named '{name}' is already registered.")
+  GAN_LOSSES[name] = loss
+  return loss
+
+
+def get_gan_loss(name: str) -> GANLoss:
+  try:
+    return GAN_LOSSES[name]
+  except KeyError:
+    raise ValueError(f"Unknown GAN loss '{name}'; registered: {sorted(GAN_LOSSES)}. "
+                     "Register a new one with aigc_jax.losses.gan.register_gan_loss.") from None
+
+
+def _non_saturating_d(real_logits, fake_logits):
+  # BCE with targets 1 (real) and 0 (fake), written on logits: -log s(r) - log(1 - s(f)).
+  return jnp.mean(jax.nn.softplus(-real_logits)) + jnp.mean(jax.nn.softplus(fake_logits))
+
+
+def _non_saturating_g(fake_logits):
+  # -log s(f): strong gradients early, when D rejects fakes easily (Goodfellow et al. 2014).
+  return jnp.mean(jax.nn.softplus(-fake_logits))
+
+
+NON_SATURATING = register_gan_loss("non_saturating",
+                                   GANLoss(_non_saturating_d, _non_saturating_g))

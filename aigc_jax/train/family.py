@@ -1,0 +1,46 @@
+"""A model family is what the shared loop needs to train and sample one kind of model.
+
+Adding a family (GAN, VAE, LM, or a user's own) means writing one module that defines
+`FAMILY = Family(...)` and naming it in the config: `--config.family=gan` for the built-in
+`aigc_jax.train.gan`, or a full module path such as `--config.family=my_lab.my_family`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import ml_collections
+
+from aigc_jax.data.sources import DataSpec
+
+State = Any
+Metrics = dict[str, jax.Array]
+TrainStep = Callable[[State, dict[str, jax.Array], jax.Array], tuple[State, Metrics]]
+# sample(state, rng, num_samples) -> images in [-1, 1], (num_samples, H, W, C).
+Sampler = Callable[[State, jax.Array, int], jax.Array]
+
+
+class Family(NamedTuple):
+  """The three functions a family provides; each is pure and jit-compatible."""
+
+  create_state: Callable[[ml_collections.ConfigDict, jax.Array, DataSpec], State]
+  make_train_step: Callable[[ml_collections.ConfigDict, DataSpec], TrainStep]
+  make_sampler: Callable[[ml_collections.ConfigDict, DataSpec], Sampler]
+
+
+def get_family(name: str) -> Family:
+  module_name = name if "." in name else f"aigc_jax.train.{name}"
+  try:
+    module = importlib.import_module(module_name)
+  except ModuleNotFoundError as e:
+    if e.name != module_name:
+      raise
+    raise ValueError(f"Unknown model family '{name}': no module {module_name}. Built-in: "
+                     "'gan'; or give the module path of your own family.") from None
+  family = getattr(module, "FAMILY", None)
+  if not isinstance(family, Family):
+    raise ValueError(f"Module {module_name} defines no `FAMILY = Family(...)`.")
+  return family

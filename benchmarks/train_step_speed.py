@@ -1,0 +1,95 @@
+"""Times a config's jitted train step, bare and inside the full input pipeline.
+
+  AIGC_RAW_DATA_DIR=../shared/data python -m benchmarks.train_step_speed \
+      --config=experiments/configs/mlp_gan.py:mnist [--steps=500]
+
+Prints steps/s, examples/s, the step's FLOPs (XLA cost analysis) and model-FLOPs
+utilisation against this machine's measured float32 matmul peak. Compilation is excluded.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+from absl import app, flags
+from ml_collections import config_flags
+
+from aigc_jax.data.pipeline import image_batches
+from aigc_jax.train import sharding
+from aigc_jax.train.family import get_family
+from aigc_jax.train.loop import load_train_data
+from aigc_jax.train.rng import stream
+from experiments import cli
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file[:variant].")
+_STEPS = flags.DEFINE_integer("steps", 500, "Timed steps per measurement.")
+flags.mark_flags_as_required(["config"])
+
+
+def matmul_peak_flops(n: int = 2048, repeats: int = 20) -> float:
+  """Best float32 FLOP/s of an n x n matmul: the roofline MFU is measured against."""
+  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+  matmul = jax.jit(lambda x: x @ a)
+  x = matmul(a).block_until_ready()
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    x = matmul(x).block_until_ready()
+    best = min(best, time.perf_counter() - start)
+  return 2 * n**3 / best
+
+
+def time_steps(step_fn, state, batches, rng, steps: int) -> tuple[float, object]:
+  state, _ = step_fn(state, next(batches), rng)  # Warm-up (compiled already).
+  jax.block_until_ready(state)
+  start = time.perf_counter()
+  for _ in range(steps):
+    state, metrics = step_fn(state, next(batches), rng)
+  jax.block_until_ready(metrics)
+  return time.perf_counter() - start, state
+
+
+def main(argv):
+  del argv
+  cli.setup_runtime()
+  config = _CONFIG.value
+  family = get_family(config.family)
+  mesh = sharding.make_mesh()
+  repl, batch_sharding = sharding.replicated(mesh), sharding.batch_sharded(mesh)
+  data = load_train_data(config)
+  rng = jax.random.key(config.seed)
+  state = jax.jit(lambda r: family.create_state(config, r, data.spec), out_shardings=repl)(
+      stream(rng, "init"))
+  step_fn = jax.jit(family.make_train_step(config, data.spec),
+                    in_shardings=(repl, batch_sharding, repl), out_shardings=(repl, repl),
+                    donate_argnums=0)
+
+  def pipeline():
+    return sharding.prefetch_to_devices(
+        image_batches(data, global_batch=config.batch_size, seed=config.seed),
+        batch_sharding)
+
+  fixed = next(pipeline())
+  flops = step_fn.lower(state, fixed, rng).compile().cost_analysis()["flops"]
+  peak = matmul_peak_flops()
+
+  def repeat(batch):
+    while True:
+      yield batch
+
+  bare_s, state = time_steps(step_fn, state, repeat(fixed), rng, _STEPS.value)
+  loop_s, state = time_steps(step_fn, state, pipeline(), rng, _STEPS.value)
+  n, b = _STEPS.value, config.batch_size
+  print(f"config: {config.family}/{config.model.arch} on {config.data.name}, batch {b}, "
+        f"{mesh.size} {jax.devices()[0].platform} device(s)")
+  print(f"matmul peak (f32, measured): {peak / 1e9:.1f} GFLOP/s")
+  print(f"step FLOPs (XLA cost analysis): {flops / 1e9:.3f} GFLOP")
+  for name, seconds in (("bare step", bare_s), ("full loop (tf.data + transfer)", loop_s)):
+    print(f"{name:32s} {n / seconds:8.1f} steps/s  {n * b / seconds:10.0f} examples/s  "
+          f"MFU {flops * n / seconds / peak:6.1%}")
+
+
+if __name__ == "__main__":
+  app.run(main)

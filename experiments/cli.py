@@ -1,0 +1,75 @@
+"""Helpers shared by the absl entry points (no flags are defined here)."""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import logging as std_logging
+import os
+import sys
+
+import jax
+import tensorflow as tf
+from absl import app, flags, logging
+
+
+def _config_keys(config, prefix: str = "") -> list[str]:
+  keys = []
+  for key, value in config.items():
+    keys.append(prefix + key)
+    if hasattr(value, "items"):
+      keys.extend(_config_keys(value, prefix + key + "."))
+  return keys
+
+
+def _load_config(spec: str):
+  path, _, arg = spec.partition(":")
+  if not os.path.exists(path):
+    raise app.UsageError(f"--config file {path} does not exist.")
+  module_spec = importlib.util.spec_from_file_location("_checked_config", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()
+
+
+def check_config_overrides(argv: list[str]) -> None:
+  """Fails on `--config.KEY=...` for a KEY the config file does not define.
+
+  ml_collections would fail too, but with a bare AttributeError; this names the full key
+  and the nearest existing ones.
+  """
+  spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+  if spec is None:
+    return
+  keys = _config_keys(_load_config(spec))
+  for arg in argv:
+    if arg.startswith("--config."):
+      key = arg[len("--config."):].split("=", 1)[0]
+      if key not in keys:
+        close = difflib.get_close_matches(key, keys, n=3)
+        raise app.UsageError(
+            f"Unknown config key '{key}' in {arg!r}."
+            + (f" Did you mean {', '.join(close)}?" if close else "")
+            + f" Keys of {spec}: {', '.join(sorted(keys))}.")
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl flags parser that checks config keys first, for `app.run(flags_parser=...)`."""
+  try:
+    check_config_overrides(argv)
+  except app.UsageError as e:
+    sys.stderr.write(f"FATAL Flags parsing error: {e}\n")
+    sys.exit(1)
+  return app.parse_flags_with_usage(argv)
+
+
+def setup_runtime() -> None:
+  """Settings every entry point wants before touching data or devices."""
+  logging.set_verbosity(logging.INFO)
+  # Orbax logs every save phase at INFO; keep its warnings, drop the rest from our output.
+  logging.get_absl_handler().python_handler.addFilter(
+      lambda record: (record.levelno >= std_logging.WARNING
+                      or "/orbax/" not in record.pathname))
+  # tf.data only feeds the host; keep TensorFlow off any GPU so JAX gets all its memory.
+  tf.config.set_visible_devices([], "GPU")
+  jax.config.update("jax_threefry_partitionable", True)  # Sharding-invariant RNG.

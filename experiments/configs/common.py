@@ -1,0 +1,34 @@
+"""Keys every training config shares: data, batch, loop cadence, checkpoints."""
+
+from ml_collections import ConfigDict
+from ml_collections.config_dict import placeholder
+
+
+def base_config() -> ConfigDict:
+  config = ConfigDict()
+  config.seed = 0  # Sets initialisation, data order and every random stream.
+  config.data = ConfigDict()
+  config.data.name = "mnist"  # A TFDS name, or "image_folder".
+  config.data.split = "train"
+  config.data.data_dir = placeholder(str)  # TFDS data dir; None -> $TFDS_DATA_DIR or default.
+  config.data.manual_dir = placeholder(str)  # Raw files; None -> $AIGC_RAW_DATA_DIR/<name>.
+  config.data.image_folder = placeholder(str)  # ROOT/<split>/<class>/*.png for image_folder.
+  config.batch_size = 128  # Global batch, split over processes and devices.
+  config.num_steps = 10_000
+  config.log_every = 100
+  config.sample_every = 1_000
+  config.num_grid_samples = 64  # Images in each samples/step_N.png grid.
+  config.checkpoint_every = 1_000
+  config.keep_checkpoints = 3
+  return config
+
+
+def tiny_loop(config: ConfigDict) -> ConfigDict:
+  """A few steps with every loop event firing, for tests and CPU smoke runs."""
+  config.batch_size = 16
+  config.num_steps = 4
+  config.log_every = 2
+  config.sample_every = 4
+  config.checkpoint_every = 2
+  config.num_grid_samples = 4
+  return config

@@ -1,0 +1,40 @@
+"""MLP GAN of the seed texts (non-saturating loss, Adam 2e-4, b1=0.5, batch 128).
+
+  python -m experiments.train --config=experiments/configs/mlp_gan.py:mnist --workdir=runs/mlp_gan
+Variants: mnist (default), fashion_mnist, tiny (a few CPU seconds; tests).
+"""
+
+from ml_collections import ConfigDict
+
+from experiments.configs import common
+
+VARIANTS = ("mnist", "fashion_mnist", "tiny")
+
+
+def get_config(variant: str = "mnist") -> ConfigDict:
+  if variant not in VARIANTS:
+    raise ValueError(f"Unknown variant '{variant}' of mlp_gan.py; pick one of {VARIANTS}.")
+  config = common.base_config()
+  config.family = "gan"
+  config.model = ConfigDict()
+  config.model.arch = "mlp"
+  config.model.g_hidden = (128, 256, 512)
+  config.model.d_hidden = (512, 256, 128)
+  config.model.negative_slope = 0.01  # LeakyReLU slope of the seed model.
+  config.latent_dim = 100
+  config.loss = "non_saturating"  # Any name in aigc_jax.losses.gan.GAN_LOSSES.
+  config.ema_decay = 0.999  # Sampling uses this Polyak average of G.
+  config.optimizer = ConfigDict()
+  config.optimizer.g_learning_rate = 2e-4  # Radford et al. 2015 (DCGAN) settings.
+  config.optimizer.d_learning_rate = 2e-4
+  config.optimizer.b1 = 0.5
+  config.optimizer.b2 = 0.999
+  config.num_steps = 10_000  # About 21 epochs of MNIST at batch 128.
+  if variant == "fashion_mnist":
+    config.data.name = "fashion_mnist"
+  if variant == "tiny":
+    common.tiny_loop(config)
+    config.model.g_hidden = (16, 32)
+    config.model.d_hidden = (32, 16)
+    config.latent_dim = 8
+  return config
