@@ -102,9 +102,9 @@ def make_train_step(config: ml_collections.ConfigDict, spec: DataSpec):
         "d_loss": d_loss, "g_loss": g_loss,
         "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),  # D's belief real is real.
         "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),  # D's belief fake is real.
-        "g_grad_norm": optax.global_norm(g_grads), "d_grad_norm": optax.global_norm(d_grads),
-        "g_param_norm": optax.global_norm(g_params),
-        "d_param_norm": optax.global_norm(d_params),
+        "g_grad_norm": optax.tree.norm(g_grads), "d_grad_norm": optax.tree.norm(d_grads),
+        "g_param_norm": optax.tree.norm(g_params),
+        "d_param_norm": optax.tree.norm(d_params),
     }
     return new_state, metrics
 

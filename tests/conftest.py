@@ -1,0 +1,67 @@
+"""Test-wide setup: 4 fake CPU devices, fake image folders, and real MNIST prepared once."""
+
+import os
+
+# Before JAX initialises: every test sees 4 host devices, so sharding is exercised.
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                           + " --xla_force_host_platform_device_count=4").strip()
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from experiments.configs import mlp_gan  # noqa: E402
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+jax.config.update("jax_threefry_partitionable", True)
+tf.config.set_visible_devices([], "GPU")
+
+
+def write_image_folder(root: str, num_classes: int = 2, per_class: int = 16,
+                       shape=(8, 8, 1), seed: int = 0) -> str:
+  """ROOT/train/<class>/<i>.png with random pixels: the layout ImageFolder reads."""
+  rng = np.random.default_rng(seed)
+  for c in range(num_classes):
+    folder = os.path.join(root, "train", f"class_{c}")
+    os.makedirs(folder, exist_ok=True)
+    for i in range(per_class):
+      pixels = rng.integers(0, 256, shape, dtype=np.uint8)
+      tf.io.write_file(os.path.join(folder, f"{i:03d}.png"), tf.io.encode_png(pixels))
+  return root
+
+
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory) -> str:
+  return write_image_folder(str(tmp_path_factory.mktemp("image_folder")))
+
+
+@pytest.fixture
+def tiny_config(image_folder):
+  """The tiny MLP GAN config, reading a fake 8x8 image folder."""
+  config = mlp_gan.get_config("tiny")
+  config.data.name = "image_folder"
+  config.data.image_folder = image_folder
+  return config
+
+
+@pytest.fixture(scope="session")
+def raw_data_dir() -> str:
+  """The real raw files: $AIGC_RAW_DATA_DIR, else ../shared/data beside the repository."""
+  path = os.environ.get("AIGC_RAW_DATA_DIR") or os.path.join(REPO_ROOT, "..", "shared", "data")
+  if not os.path.isfile(os.path.join(path, "mnist", "train-images-idx3-ubyte.gz")):
+    pytest.fail(f"Real MNIST raw files not found under {path}/mnist. Set AIGC_RAW_DATA_DIR "
+                "to a folder with mnist/*.gz (as in ../shared/data).")
+  return os.path.abspath(path)
+
+
+@pytest.fixture(scope="session")
+def mnist_tfds_dir(tmp_path_factory, raw_data_dir) -> str:
+  """A TFDS data dir with MNIST prepared offline from the raw files (once per session)."""
+  from aigc_jax.data.sources import prepared_builder
+  data_dir = str(tmp_path_factory.mktemp("tfds"))
+  prepared_builder("mnist", data_dir=data_dir,
+                   manual_dir=os.path.join(raw_data_dir, "mnist"))
+  return data_dir

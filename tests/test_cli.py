@@ -1,0 +1,120 @@
+"""The entry points as a user runs them: real processes, real signals, real MNIST."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from aigc_jax.train.loop import train_and_evaluate
+from aigc_jax.train.metric_writer import read_metrics
+from tests.conftest import REPO_ROOT
+
+MLP_GAN = "experiments/configs/mlp_gan.py"
+
+
+def command(module, *args):
+  return [sys.executable, "-m", module, *args]
+
+
+def folder_flags(image_folder, workdir, **overrides):
+  flags = [f"--config={MLP_GAN}:tiny", f"--workdir={workdir}",
+           "--config.data.name=image_folder", f"--config.data.image_folder={image_folder}"]
+  return flags + [f"--config.{k}={v}" for k, v in overrides.items()]
+
+
+def start(args, log_path, env=None):
+  log = open(log_path, "w")
+  return subprocess.Popen(args, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                          env={**os.environ, **(env or {})})
+
+
+def saved_steps(workdir):
+  folder = os.path.join(workdir, "checkpoints")
+  return sorted(int(d) for d in os.listdir(folder) if d.isdigit()) if os.path.isdir(folder) else []
+
+
+def wait_for_checkpoint(process, workdir, timeout_s=120):
+  deadline = time.time() + timeout_s
+  while not saved_steps(workdir):
+    assert process.poll() is None, "training exited before its first checkpoint"
+    assert time.time() < deadline, "no checkpoint appeared"
+    time.sleep(0.05)
+
+
+def test_unknown_config_key_fails_with_its_name(tmp_path):
+  result = subprocess.run(
+      command("experiments.train", f"--config={MLP_GAN}:tiny", f"--workdir={tmp_path}",
+              "--config.optimizer.g_learning_rat=1e-3"),
+      cwd=REPO_ROOT, capture_output=True, text=True)
+  assert result.returncode != 0
+  assert "Unknown config key 'optimizer.g_learning_rat'" in result.stderr
+  assert "optimizer.g_learning_rate" in result.stderr  # The suggestion.
+
+
+def test_sigkill_then_rerun_continues_exactly(tiny_config, image_folder, tmp_path):
+  workdir = str(tmp_path / "killed")
+  overrides = dict(num_steps=100_000, checkpoint_every=20, log_every=10, sample_every=10_000)
+  process = start(command("experiments.train", *folder_flags(image_folder, workdir,
+                                                              **overrides)),
+                  tmp_path / "killed.log")
+  wait_for_checkpoint(process, workdir)
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  last_saved = saved_steps(workdir)[-1]
+  end = last_saved + 30
+  rerun = subprocess.run(
+      command("experiments.train", *folder_flags(image_folder, workdir,
+                                                 **{**overrides, "num_steps": end})),
+      cwd=REPO_ROOT, capture_output=True, text=True)
+  assert rerun.returncode == 0, rerun.stderr[-3000:]
+  assert f"Resumed from {os.path.join(workdir, 'checkpoints', str(last_saved))}" in rerun.stderr
+
+  reference = str(tmp_path / "reference")
+  tiny_config.update(overrides)
+  tiny_config.num_steps = end
+  train_and_evaluate(tiny_config, reference)
+  got, want = read_metrics(workdir), read_metrics(reference)
+  assert [m["step"] for m in got] == [m["step"] for m in want]
+  for g, w in zip(got, want):
+    g.pop("steps_per_s"), w.pop("steps_per_s")
+    assert g == pytest.approx(w, rel=1e-6)
+
+
+def test_sigterm_saves_and_exits_cleanly(image_folder, tmp_path):
+  workdir = str(tmp_path)
+  process = start(command("experiments.train", *folder_flags(
+      image_folder, workdir, num_steps=1_000_000, checkpoint_every=50, log_every=10,
+      sample_every=1_000_000)), tmp_path / "train.log")
+  wait_for_checkpoint(process, workdir)
+  process.send_signal(signal.SIGTERM)
+  assert process.wait(timeout=60) == 0
+  last_logged = read_metrics(workdir)[-1]["step"]
+  assert saved_steps(workdir)[-1] == last_logged > 0
+  assert "SIGTERM received" in (tmp_path / "train.log").read_text()
+
+
+def test_mnist_trains_and_samples_from_the_command_line(mnist_tfds_dir, raw_data_dir,
+                                                       tmp_path):
+  """The README path on real data: offline MNIST, train a few steps, sample to .npy/.png."""
+  env = {**os.environ, "TFDS_DATA_DIR": mnist_tfds_dir, "AIGC_RAW_DATA_DIR": raw_data_dir}
+  workdir = str(tmp_path / "run")
+  train = subprocess.run(
+      command("experiments.train", f"--config={MLP_GAN}:tiny", f"--workdir={workdir}",
+              "--config.num_steps=20", "--config.batch_size=32", "--config.log_every=10"),
+      cwd=REPO_ROOT, capture_output=True, text=True, env=env)
+  assert train.returncode == 0, train.stderr[-3000:]
+  assert "on mnist (60000 examples, (28, 28, 1))" in train.stderr
+  samples = tmp_path / "samples.npy"
+  sample = subprocess.run(
+      command("experiments.sample", f"--workdir={workdir}", "--num_samples=12",
+              f"--output={samples}", f"--png={tmp_path / 'grid.png'}"),
+      cwd=REPO_ROOT, capture_output=True, text=True, env=env)
+  assert sample.returncode == 0, sample.stderr[-3000:]
+  images = np.load(samples)
+  assert images.shape == (12, 28, 28, 1) and images.dtype == np.float32
+  assert 0.0 <= images.min() and images.max() <= 1.0
+  assert (tmp_path / "grid.png").stat().st_size > 0

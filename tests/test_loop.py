@@ -1,0 +1,80 @@
+"""The shared loop: outputs, resume equivalence, failure modes, and sampling a workdir."""
+
+import os
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from aigc_jax.train.loop import NonFiniteLossError, WorkdirMismatchError, train_and_evaluate
+from aigc_jax.train.metric_writer import read_metrics
+from aigc_jax.train.restore import generate_images, restore_run
+
+
+def test_a_run_writes_logs_samples_checkpoints_and_config(tiny_config, tmp_path):
+  workdir = str(tmp_path)
+  scalars = train_and_evaluate(tiny_config, workdir)
+  assert {"d_loss", "g_loss", "steps_per_s"} <= set(scalars)
+  assert [m["step"] for m in read_metrics(workdir)] == [2, 4]
+  assert os.path.exists(os.path.join(workdir, "samples", "step_0000004.png"))
+  assert os.path.exists(os.path.join(workdir, "config.json"))
+  assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path / "tb"))
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2", "4"]
+
+
+def test_resumed_run_matches_an_uninterrupted_one(tiny_config, tmp_path):
+  straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
+  tiny_config.num_steps = 6
+  train_and_evaluate(tiny_config, straight)
+  tiny_config.num_steps = 4
+  train_and_evaluate(tiny_config, resumed)
+  tiny_config.num_steps = 6
+  train_and_evaluate(tiny_config, resumed)  # Resumes at 4, runs steps 5 and 6.
+  a, b = read_metrics(straight), read_metrics(resumed)
+  assert [m["step"] for m in b] == [2, 4, 6]
+  for x, y in zip(a, b):
+    x.pop("steps_per_s"), y.pop("steps_per_s")
+    assert x == pytest.approx(y, rel=1e-6)
+  chex.assert_trees_all_close(restore_run(straight).state.g_params,
+                              restore_run(resumed).state.g_params, rtol=1e-6)
+
+
+def test_non_finite_loss_stops_and_names_step_and_last_checkpoint(tiny_config, tmp_path):
+  train_and_evaluate(tiny_config, str(tmp_path))  # Checkpoints at 2 and 4.
+  tiny_config.num_steps = 8
+  tiny_config.optimizer.d_learning_rate = float("nan")
+  with pytest.raises(NonFiniteLossError) as error:
+    train_and_evaluate(tiny_config, str(tmp_path))
+  message = str(error.value)
+  assert "step 5" in message and os.path.join("checkpoints", "4") in message
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2", "4"], "saved a NaN state"
+
+
+def test_workdir_of_another_model_is_refused(tiny_config, tmp_path):
+  train_and_evaluate(tiny_config, str(tmp_path))
+  tiny_config.model.g_hidden = (8, 8)
+  tiny_config.num_steps = 6
+  with pytest.raises(WorkdirMismatchError, match="fresh --workdir"):
+    train_and_evaluate(tiny_config, str(tmp_path))
+
+
+def test_batch_that_does_not_split_over_devices_is_refused(tiny_config, tmp_path):
+  tiny_config.batch_size = 6  # 4 devices in tests.
+  with pytest.raises(ValueError, match="multiple of 4"):
+    train_and_evaluate(tiny_config, str(tmp_path))
+
+
+def test_samples_from_a_workdir_are_in_unit_range_and_reproducible(tiny_config, tmp_path):
+  train_and_evaluate(tiny_config, str(tmp_path))
+  run = restore_run(str(tmp_path))
+  assert run.step == 4 and run.spec.image_shape == (8, 8, 1)
+  a = generate_images(run, 10, seed=3, batch_size=4)
+  b = generate_images(run, 8, seed=3, batch_size=4)
+  assert a.shape == (10, 8, 8, 1) and a.dtype == np.float32
+  assert a.min() >= 0.0 and a.max() <= 1.0
+  np.testing.assert_array_equal(a[:8], b)
+  assert not np.array_equal(a, generate_images(run, 10, seed=4, batch_size=4))
+  # Sampling uses the EMA generator, not the raw one.
+  assert not np.allclose(jax.tree.leaves(run.state.ema_g_params)[0],
+                         jax.tree.leaves(run.state.g_params)[0])

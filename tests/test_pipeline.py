@@ -1,0 +1,72 @@
+"""The tf.data pipeline: shapes, ranges, exact shuffling, determinism, resume, splitting."""
+
+import numpy as np
+import pytest
+
+from aigc_jax.data.pipeline import image_batches, local_batch_size
+from aigc_jax.data.sources import ImageData
+
+
+def indexed_data(n: int = 48, shape=(4, 4, 1)) -> ImageData:
+  """Example i has label i and every pixel equal to i, so batches reveal their indices."""
+  images = np.broadcast_to(np.arange(n, dtype=np.uint8)[:, None, None, None], (n, *shape))
+  return ImageData(images=np.ascontiguousarray(images), labels=np.arange(n, dtype=np.int32),
+                   num_classes=n)
+
+
+def take(iterator, k):
+  return [next(iterator) for _ in range(k)]
+
+
+def test_batches_have_model_shapes_and_range():
+  batch = next(image_batches(indexed_data(), global_batch=8, seed=0))
+  assert batch["image"].shape == (8, 4, 4, 1) and batch["image"].dtype == np.float32
+  assert batch["label"].shape == (8,) and batch["label"].dtype == np.int32
+  assert batch["image"].min() >= -1.0 and batch["image"].max() <= 1.0
+  # Pixels are the scaled label: 0 -> -1, 255 -> +1.
+  np.testing.assert_allclose(batch["image"][:, 0, 0, 0], batch["label"] / 127.5 - 1.0,
+                             rtol=1e-6)
+
+
+def test_each_epoch_is_a_permutation_and_epochs_differ():
+  batches = take(image_batches(indexed_data(48), global_batch=8, seed=3), 12)
+  epoch0 = np.concatenate([b["label"] for b in batches[:6]])
+  epoch1 = np.concatenate([b["label"] for b in batches[6:]])
+  assert sorted(epoch0) == list(range(48)) and sorted(epoch1) == list(range(48))
+  assert not np.array_equal(epoch0, np.arange(48)), "data was not shuffled"
+  assert not np.array_equal(epoch0, epoch1), "every epoch had the same order"
+
+
+def test_same_seed_same_batches_other_seed_other_batches():
+  a = take(image_batches(indexed_data(), global_batch=8, seed=1), 5)
+  b = take(image_batches(indexed_data(), global_batch=8, seed=1), 5)
+  c = take(image_batches(indexed_data(), global_batch=8, seed=2), 5)
+  assert all(np.array_equal(x["label"], y["label"]) for x, y in zip(a, b))
+  assert not all(np.array_equal(x["label"], y["label"]) for x, y in zip(a, c))
+
+
+def test_starting_at_a_step_resumes_the_same_sequence():
+  full = take(image_batches(indexed_data(), global_batch=8, seed=0), 10)
+  resumed = take(image_batches(indexed_data(), global_batch=8, seed=0, start_step=7), 3)
+  for x, y in zip(full[7:], resumed):
+    np.testing.assert_array_equal(x["label"], y["label"])
+
+
+@pytest.mark.parametrize("process_count", [2, 4])
+def test_processes_split_each_global_batch_disjointly(process_count):
+  data = indexed_data()
+  whole = take(image_batches(data, global_batch=8, seed=5), 4)
+  parts = [take(image_batches(data, global_batch=8, seed=5, process_index=p,
+                              process_count=process_count), 4)
+           for p in range(process_count)]
+  for step in range(4):
+    local = [parts[p][step]["label"] for p in range(process_count)]
+    assert all(len(x) == 8 // process_count for x in local)
+    np.testing.assert_array_equal(np.concatenate(local), whole[step]["label"])
+
+
+def test_bad_batch_sizes_are_refused_with_the_fix():
+  with pytest.raises(ValueError, match="multiple of 3"):
+    local_batch_size(8, 3)
+  with pytest.raises(ValueError, match="fewer than one global batch"):
+    image_batches(indexed_data(4), global_batch=8, seed=0)

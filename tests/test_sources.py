@@ -1,0 +1,53 @@
+"""Data sources: offline preparation from raw files, clear failures, image folders."""
+
+import os
+
+import numpy as np
+import pytest
+
+from aigc_jax.data import sources
+from aigc_jax.data.sources import DataUnavailableError, load_images, prepared_builder
+
+
+def test_missing_raw_files_name_the_folder_and_files(tmp_path):
+  empty = tmp_path / "raw" / "mnist"
+  empty.mkdir(parents=True)
+  with pytest.raises(DataUnavailableError) as error:
+    prepared_builder("mnist", data_dir=str(tmp_path / "tfds"), manual_dir=str(empty))
+  message = str(error.value)
+  assert str(empty) in message and "train-images-idx3-ubyte.gz" in message
+
+
+def test_raw_root_from_environment_selects_the_dataset_subfolder(monkeypatch, tmp_path):
+  monkeypatch.setenv(sources.RAW_DATA_ENV, str(tmp_path))
+  assert sources.raw_files_dir("fashion_mnist", None) == str(tmp_path / "fashion_mnist")
+  assert sources.raw_files_dir("mnist", "/explicit") == "/explicit"
+
+
+def test_offline_without_raw_files_fails_fast(monkeypatch, tmp_path):
+  monkeypatch.delenv(sources.RAW_DATA_ENV, raising=False)
+  monkeypatch.setattr(sources, "_reachable", lambda host: False)  # An offline machine.
+  with pytest.raises(DataUnavailableError, match=sources.RAW_DATA_ENV):
+    prepared_builder("mnist", data_dir=str(tmp_path / "tfds"))
+
+
+def test_real_mnist_prepares_offline_from_raw_files(mnist_tfds_dir):
+  data = load_images("mnist", "test", data_dir=mnist_tfds_dir)
+  assert data.images.shape == (10_000, 28, 28, 1) and data.images.dtype == np.uint8
+  assert data.num_classes == 10 and sorted(set(data.labels)) == list(range(10))
+
+
+def test_image_folder_takes_shape_and_classes_from_the_files(image_folder):
+  data = load_images("image_folder", "train", image_folder=image_folder)
+  assert data.images.shape == (32, 8, 8, 1)
+  assert data.num_classes == 2 and np.bincount(data.labels).tolist() == [16, 16]
+
+
+def test_image_folder_that_does_not_exist_explains_the_layout(tmp_path):
+  with pytest.raises(DataUnavailableError, match="ROOT/<split>/<class name>"):
+    load_images("image_folder", image_folder=str(tmp_path / "nowhere"))
+
+
+def test_unknown_split_lists_the_available_ones(image_folder):
+  with pytest.raises(ValueError, match="has no split 'validation'"):
+    load_images("image_folder", "validation", image_folder=image_folder)
