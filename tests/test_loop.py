@@ -7,7 +7,8 @@ import jax
 import numpy as np
 import pytest
 
-from aigc_jax.train.loop import NonFiniteLossError, WorkdirMismatchError, train_and_evaluate
+from aigc_jax.train.loop import WorkdirMismatchError, chunk_sizes, crossed, train_and_evaluate
+from aigc_jax.train.step_logger import NonFiniteLossError
 from aigc_jax.train.metric_writer import read_metrics
 from aigc_jax.train.restore import generate_images, restore_run
 
@@ -78,3 +79,20 @@ def test_samples_from_a_workdir_are_in_unit_range_and_reproducible(tiny_config, 
   # Sampling uses the EMA generator, not the raw one.
   assert not np.allclose(jax.tree.leaves(run.state.ema_g_params)[0],
                          jax.tree.leaves(run.state.g_params)[0])
+
+
+def test_chunk_sizes_and_event_crossings():
+  assert chunk_sizes(0, 7, 3) == [3, 3, 1] and chunk_sizes(4, 8, 7) == [4]
+  assert crossed(2, 1, 4) and crossed(2, 3, 4) and not crossed(5, 1, 4)
+  assert not crossed(0, 0, 100)
+
+
+def test_several_steps_per_call_train_like_one(tiny_config, tmp_path):
+  tiny_config.num_steps = 7
+  finals = []
+  for k in (1, 3):  # Chunks of 3, 3 and 1 against 7 single steps.
+    tiny_config.steps_per_call = k
+    train_and_evaluate(tiny_config, str(tmp_path / str(k)))
+    finals.append(restore_run(str(tmp_path / str(k))).state)
+  assert int(finals[1].step) == 7
+  chex.assert_trees_all_close(finals[0], finals[1], rtol=1e-5, atol=1e-6)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from aigc_jax.data.pipeline import image_batches, local_batch_size
+from aigc_jax.data.pipeline import eval_batches, image_batches, local_batch_size, stack_batches
 from aigc_jax.data.sources import ImageData
 
 
@@ -70,3 +70,24 @@ def test_bad_batch_sizes_are_refused_with_the_fix():
     local_batch_size(8, 3)
   with pytest.raises(ValueError, match="fewer than one global batch"):
     image_batches(indexed_data(4), global_batch=8, seed=0)
+
+
+@pytest.mark.parametrize("process_count", [1, 2])
+def test_eval_batches_cover_the_split_once_with_padding_masked(process_count):
+  data = indexed_data(21)
+  seen = []
+  for p in range(process_count):
+    for batch in eval_batches(data, global_batch=8, process_index=p,
+                              process_count=process_count):
+      assert batch["image"].shape == (8 // process_count, 4, 4, 1)
+      seen.extend(batch["label"][batch["mask"] == 1].tolist())
+  assert sorted(seen) == list(range(21))
+
+
+def test_stack_batches_groups_consecutive_batches():
+  batches = image_batches(indexed_data(), global_batch=8, seed=0)
+  reference = take(image_batches(indexed_data(), global_batch=8, seed=0), 5)
+  chunks = list(stack_batches(batches, iter([3, 2])))
+  assert [c["label"].shape for c in chunks] == [(3, 8), (2, 8)]
+  np.testing.assert_array_equal(np.concatenate([c["label"] for c in chunks]),
+                                np.stack([r["label"] for r in reference]))

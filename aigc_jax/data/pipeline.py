@@ -68,5 +68,41 @@ def image_batches(data: ImageData, *, global_batch: int, seed: int, start_step: 
     return {"image": scale_images(tf.gather(images, idx)), "label": tf.gather(labels, idx)}
 
   ds = tf.data.Dataset.range(start_step, np.iinfo(np.int64).max)
-  ds = ds.map(batch_at, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  return ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
+  ds = ds.map(batch_at, num_parallel_calls=1, deterministic=True).prefetch(2)
+  # One background thread builds a batch in well under a step's time; more threads only
+  # take cores from the XLA step on small machines.
+  options = tf.data.Options()
+  options.threading.private_threadpool_size = 1
+  options.threading.max_intra_op_parallelism = 1
+  options.autotune.enabled = False
+  return ds.with_options(options).as_numpy_iterator()
+
+
+def eval_batches(data: ImageData, *, global_batch: int, process_index: int = 0,
+                 process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
+  """One pass over the whole split in order, for evaluation.
+
+  The last batch is padded to full size (so the eval step compiles once) and every batch
+  carries `mask` (1.0 for real examples, 0.0 for padding): sums over `mask` count each
+  example exactly once, whatever the batch and process counts.
+  """
+  local = local_batch_size(global_batch, process_count)
+  num_examples = len(data.images)
+  for start in range(0, num_examples, global_batch):
+    idx = start + process_index * local + np.arange(local)
+    mask = (idx < num_examples).astype(np.float32)
+    idx = np.minimum(idx, num_examples - 1)
+    yield {"image": data.images[idx].astype(np.float32) / 127.5 - 1.0,
+           "label": data.labels[idx], "mask": mask}
+
+
+def stack_batches(batches: Iterator[dict[str, np.ndarray]], sizes: Iterator[int]
+                  ) -> Iterator[dict[str, np.ndarray]]:
+  """Groups consecutive batches into chunks of the given sizes, stacked on a new axis 0.
+
+  A chunk of k batches feeds one jitted call that scans k train steps, so per-call host
+  work (dispatch, transfer) is paid once per k steps.
+  """
+  for size in sizes:
+    group = [next(batches) for _ in range(size)]
+    yield {key: np.stack([b[key] for b in group]) for key in group[0]}

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 
 from aigc_jax.data.sources import DataSpec
@@ -19,16 +20,26 @@ from aigc_jax.data.sources import DataSpec
 State = Any
 Metrics = dict[str, jax.Array]
 TrainStep = Callable[[State, dict[str, jax.Array], jax.Array], tuple[State, Metrics]]
-# sample(state, rng, num_samples) -> images in [-1, 1], (num_samples, H, W, C).
-Sampler = Callable[[State, jax.Array, int], jax.Array]
+# sample(state, rng, num_samples, labels=None) -> images in [-1, 1], (num_samples, H, W, C).
+# Conditional families draw balanced labels when none are given.
+Sampler = Callable[..., jax.Array]
+# eval_step(state, batch, rng) -> per-batch sums over batch["mask"], including "count".
+EvalStep = Callable[[State, dict[str, jax.Array], jax.Array], dict[str, jax.Array]]
 
 
 class Family(NamedTuple):
-  """The three functions a family provides; each is pure and jit-compatible."""
+  """The functions a family provides; each is pure and jit-compatible."""
 
   create_state: Callable[[ml_collections.ConfigDict, jax.Array, DataSpec], State]
   make_train_step: Callable[[ml_collections.ConfigDict, DataSpec], TrainStep]
   make_sampler: Callable[[ml_collections.ConfigDict, DataSpec], Sampler]
+  # Optional: held-out evaluation the loop runs every `eval_every` steps.
+  make_eval_step: Callable[[ml_collections.ConfigDict, DataSpec], EvalStep] | None = None
+
+
+def balanced_labels(num_samples: int, num_classes: int) -> jax.Array:
+  """0, 1, ..., K-1, 0, 1, ...: equal numbers of each class (up to one)."""
+  return jnp.arange(num_samples) % num_classes
 
 
 def get_family(name: str) -> Family:
@@ -39,7 +50,7 @@ def get_family(name: str) -> Family:
     if e.name != module_name:
       raise
     raise ValueError(f"Unknown model family '{name}': no module {module_name}. Built-in: "
-                     "'gan'; or give the module path of your own family.") from None
+                     "'gan', 'vae'; or give the module path of your own family.") from None
   family = getattr(module, "FAMILY", None)
   if not isinstance(family, Family):
     raise ValueError(f"Module {module_name} defines no `FAMILY = Family(...)`.")

@@ -114,7 +114,9 @@ def make_train_step(config: ml_collections.ConfigDict, spec: DataSpec):
 def make_sampler(config: ml_collections.ConfigDict, spec: DataSpec):
   generator, _ = build_models(config, spec)
 
-  def sample(state: GANState, rng: jax.Array, num_samples: int) -> jax.Array:
+  def sample(state: GANState, rng: jax.Array, num_samples: int, labels=None) -> jax.Array:
+    if labels is not None:
+      raise ValueError("This GAN is unconditional; it cannot sample given labels.")
     z = jax.random.normal(rng, (num_samples, config.latent_dim))
     return generator.apply({"params": state.ema_g_params}, z)
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import time
-from typing import Any
+from collections.abc import Callable
 
 import jax
 import ml_collections
@@ -18,28 +17,27 @@ import numpy as np
 from absl import logging
 
 from aigc_jax.data.image_grid import make_grid, save_png, to_unit_range
-from aigc_jax.data.pipeline import image_batches
+from aigc_jax.data.pipeline import image_batches, stack_batches
 from aigc_jax.data.sources import DataSpec, ImageData, load_images
 from aigc_jax.train import sharding
 from aigc_jax.train.checkpoint import Checkpointer, abstract_like
-from aigc_jax.train.family import Family, get_family
+from aigc_jax.train.evaluation import make_split_evaluator
+from aigc_jax.train.family import Family, TrainStep, get_family
 from aigc_jax.train.metric_writer import MetricWriter
 from aigc_jax.train.preemption import sigterm_flag
+from aigc_jax.train.replicated import fetch
+from aigc_jax.train.step_logger import StepLogger
 from aigc_jax.train.rng import stream
-
-
-class NonFiniteLossError(FloatingPointError):
-  """A train-step metric became NaN or infinite; the run stopped before saving it."""
 
 
 class WorkdirMismatchError(ValueError):
   """The workdir holds checkpoints of a different family or architecture."""
 
 
-def load_train_data(config: ml_collections.ConfigDict) -> ImageData:
+def load_split(config: ml_collections.ConfigDict, split: str) -> ImageData:
   data = config.data
-  return load_images(data.name, data.split, data_dir=data.data_dir,
-                     manual_dir=data.manual_dir, image_folder=data.image_folder)
+  return load_images(data.name, split, data_dir=data.data_dir, manual_dir=data.manual_dir,
+                     image_folder=data.image_folder)
 
 
 def checkpoint_meta(config: ml_collections.ConfigDict, spec: DataSpec) -> dict:
@@ -60,11 +58,6 @@ def check_same_model(config: ml_collections.ConfigDict, meta: dict, path: str) -
           "that wrote this one.")
 
 
-def fetch(tree: Any) -> Any:
-  """Host copy of replicated arrays (works in multi-process runs, unlike device_get)."""
-  return jax.tree.map(lambda a: np.asarray(a.addressable_data(0)), tree)
-
-
 def _truncate_metrics(workdir: str, last_step: int) -> None:
   """Drops log lines past the checkpoint a run resumes from; they will be redone."""
   path = os.path.join(workdir, "metrics.jsonl")
@@ -76,58 +69,24 @@ def _truncate_metrics(workdir: str, last_step: int) -> None:
     f.writelines(lines)
 
 
-def _format_eta(seconds: float) -> str:
-  minutes, secs = divmod(int(seconds), 60)
-  hours, minutes = divmod(minutes, 60)
-  return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+def chunk_sizes(start_step: int, num_steps: int, steps_per_call: int) -> list[int]:
+  """Steps per jitted call from start_step to num_steps; only the last may be shorter."""
+  full, rest = divmod(num_steps - start_step, steps_per_call)
+  return [steps_per_call] * full + ([rest] if rest else [])
 
 
-class _Logger:
-  """Holds step metrics on device and fetches them only at log, sample and save points."""
+def make_multi_step(train_step: TrainStep) -> Callable:
+  """(state, batches (k, B, ...), rng) -> (state, metrics (k,)): k steps in one call."""
 
-  def __init__(self, writer: MetricWriter, num_steps: int, checkpointer: Checkpointer):
-    self._writer = writer
-    self._num_steps = num_steps
-    self._checkpointer = checkpointer
-    self._pending: list[tuple[int, dict[str, jax.Array]]] = []
-    self._last_time = time.perf_counter()
-    self._last_step: int | None = None
-    self.last_scalars: dict[str, float] = {}
+  def multi_step(state, batches, rng):
+    return jax.lax.scan(lambda s, batch: train_step(s, batch, rng), state, batches)
 
-  def add(self, step: int, metrics: dict[str, jax.Array]) -> None:
-    if self._last_step is None:
-      self._last_step = step - 1
-    self._pending.append((step, metrics))
+  return multi_step
 
-  def flush(self) -> None:
-    """Fetches pending metrics, stops on a non-finite value, writes their mean."""
-    if not self._pending:
-      return
-    steps = [s for s, _ in self._pending]
-    values = fetch([m for _, m in self._pending])
-    self._pending.clear()
-    for step, metrics in zip(steps, values):
-      bad = {k: float(v) for k, v in metrics.items() if not np.isfinite(v)}
-      if bad:
-        last_good = self._checkpointer.latest_step()
-        where = (f"the last good checkpoint is {self._checkpointer.path(last_good)} "
-                 f"(step {last_good}); rerunning the command resumes from it"
-                 if last_good is not None else "no checkpoint had been saved yet")
-        raise NonFiniteLossError(
-            f"Non-finite metrics {bad} at step {step}; {where}. Lower the learning rate, "
-            "or check the data for NaNs/extreme values, before resuming.")
-    now = time.perf_counter()
-    steps_per_s = (steps[-1] - self._last_step) / max(now - self._last_time, 1e-9)
-    self._last_time, self._last_step = now, steps[-1]
-    scalars = {k: float(np.mean([m[k] for m in values])) for k in values[0]}
-    scalars["steps_per_s"] = steps_per_s
-    self.last_scalars = scalars
-    self._writer.write_scalars(steps[-1], scalars)
-    if jax.process_index() == 0:
-      eta = (self._num_steps - steps[-1]) / max(steps_per_s, 1e-9)
-      shown = " ".join(f"{k}={v:.4g}" for k, v in scalars.items() if k != "steps_per_s")
-      logging.info("step %d/%d | %.1f steps/s | ETA %s | %s", steps[-1], self._num_steps,
-                   steps_per_s, _format_eta(eta), shown)
+
+def crossed(every: int, before: int, after: int) -> bool:
+  """Whether a multiple of `every` lies in (before, after]; never when every == 0."""
+  return every > 0 and after // every > before // every
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
@@ -135,13 +94,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   family: Family = get_family(config.family)
   mesh = sharding.make_mesh()
   sharding.check_batch_divisible(config.batch_size, mesh)
-  repl, batch_sharding = sharding.replicated(mesh), sharding.batch_sharded(mesh)
+  repl = sharding.replicated(mesh)
   is_chief = jax.process_index() == 0
 
-  data = load_train_data(config)
+  data = load_split(config, config.data.split)
   spec = data.spec
-  init_rng, train_rng, grid_rng = (stream(jax.random.key(config.seed), name)
-                                   for name in ("init", "train", "grid"))
+  init_rng, train_rng, grid_rng, eval_rng = (stream(jax.random.key(config.seed), name)
+                                             for name in ("init", "train", "grid", "eval"))
   create_state = lambda rng: family.create_state(config, rng, spec)
 
   checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"),
@@ -163,35 +122,51 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       json.dump(meta, f, indent=2)
     _truncate_metrics(workdir, start_step)
 
-  train_step = jax.jit(family.make_train_step(config, spec),
-                       in_shardings=(repl, batch_sharding, repl), out_shardings=(repl, repl),
-                       donate_argnums=0)
+  chunks = chunk_sizes(start_step, config.num_steps, config.steps_per_call)
+  multi_step = jax.jit(make_multi_step(family.make_train_step(config, spec)),
+                       in_shardings=(repl, sharding.stacked_batch_sharded(mesh), repl),
+                       out_shardings=(repl, repl), donate_argnums=0)
   sample = jax.jit(family.make_sampler(config, spec), static_argnums=2, out_shardings=repl)
-  batches = sharding.prefetch_to_devices(
-      image_batches(data, global_batch=config.batch_size, seed=config.seed,
-                    start_step=start_step, process_index=jax.process_index(),
-                    process_count=jax.process_count()),
-      batch_sharding)
+  local_batches = image_batches(data, global_batch=config.batch_size, seed=config.seed,
+                                start_step=start_step, process_index=jax.process_index(),
+                                process_count=jax.process_count())
+  batches = sharding.prefetch_to_devices(stack_batches(local_batches, iter(chunks)),
+                                         sharding.stacked_batch_sharded(mesh))
+  evaluate = None
+  if family.make_eval_step is not None and config.eval_every:
+    eval_data = load_split(config, config.data.eval_split)
+    evaluate = make_split_evaluator(family, config, spec, eval_data, mesh, eval_rng)
 
   writer = MetricWriter(workdir, enabled=is_chief)
-  logger = _Logger(writer, config.num_steps, checkpointer)
-  logging.info("Training %s/%s on %s (%d examples, %s) from step %d to %d on %d device(s).",
-               config.family, config.model.arch, config.data.name, len(data.images),
-               spec.image_shape, start_step, config.num_steps, mesh.size)
+  logger = StepLogger(writer, config.num_steps, checkpointer)
+  logging.info("Training %s/%s on %s (%d examples, %s) from step %d to %d on %d device(s), "
+               "%d step(s) per call.", config.family, config.model.arch, config.data.name,
+               len(data.images), spec.image_shape, start_step, config.num_steps, mesh.size,
+               config.steps_per_call)
+  step = start_step
   try:
     with sigterm_flag() as preemption:
-      for step in range(start_step + 1, config.num_steps + 1):
-        state, metrics = train_step(state, next(batches), train_rng)
-        logger.add(step, metrics)
+      for size in chunks:
+        before, step = step, step + size
+        state, metrics = multi_step(state, next(batches), train_rng)
+        logger.add(before + 1, metrics)
         last = step == config.num_steps
-        if step % config.log_every == 0 or last:
+        if crossed(config.log_every, before, step) or last:
           logger.flush()
-        if step % config.sample_every == 0 or last:
-          grid = make_grid(to_unit_range(fetch(sample(state, grid_rng, config.num_grid_samples))))
+        if evaluate is not None and (crossed(config.eval_every, before, step) or last):
+          eval_scalars = evaluate(state)
+          writer.write_scalars(step, eval_scalars)
+          logger.last_scalars.update(eval_scalars)
+          logging.info("step %d eval on %s: %s", step, config.data.eval_split,
+                       " ".join(f"{k}={v:.4g}" for k, v in eval_scalars.items()))
+        if crossed(config.sample_every, before, step) or last:
+          images = fetch(sample(state, grid_rng, config.num_grid_samples))
+          grid = make_grid(to_unit_range(images))
           if is_chief:
             save_png(os.path.join(workdir, "samples", f"step_{step:07d}.png"), grid)
             writer.write_image(step, "samples", grid)
-        if step % config.checkpoint_every == 0 or last or preemption.requested:
+        if (crossed(config.checkpoint_every, before, step) or last
+            or preemption.requested):
           logger.flush()  # Never save a state whose metrics were not checked finite.
           checkpointer.save(step, state, meta)
         if preemption.requested:

@@ -15,7 +15,7 @@ from aigc_jax.data.sources import DataSpec
 from aigc_jax.train import sharding
 from aigc_jax.train.checkpoint import Checkpointer, abstract_like
 from aigc_jax.train.family import Family, get_family
-from aigc_jax.train.loop import fetch
+from aigc_jax.train.replicated import fetch
 from aigc_jax.train.rng import stream
 
 
@@ -51,14 +51,19 @@ def restore_run(workdir: str, step: int | None = None) -> RestoredRun:
 
 
 def generate_images(run: RestoredRun, num_samples: int, seed: int = 0,
-                    batch_size: int = 500) -> np.ndarray:
+                    batch_size: int = 500, labels: np.ndarray | None = None) -> np.ndarray:
   """float32 samples in [0, 1], (num_samples, H, W, C), drawn in fixed-size jitted batches.
 
   Every batch has the same size (the last is trimmed afterwards), so the sampler compiles
   once; batch i uses key fold_in(seed_key, i), so a sample does not depend on num_samples.
+  `labels` (num_samples,) asks a conditional model for those classes.
   """
   sample = jax.jit(run.family.make_sampler(run.config, run.spec), static_argnums=2)
   key = jax.random.key(seed)
-  batches = [fetch(sample(run.state, jax.random.fold_in(key, i), batch_size))
-             for i in range(-(-num_samples // batch_size))]
+  num_batches = -(-num_samples // batch_size)
+  if labels is not None:
+    labels = np.resize(np.asarray(labels, np.int32), num_batches * batch_size)
+  batches = [fetch(sample(run.state, jax.random.fold_in(key, i), batch_size,
+                          None if labels is None else labels[i * batch_size:(i + 1) * batch_size]))
+             for i in range(num_batches)]
   return to_unit_range(np.concatenate(batches)[:num_samples])

@@ -32,6 +32,11 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P(DATA_AXIS))
 
 
+def stacked_batch_sharded(mesh: Mesh) -> NamedSharding:
+  """Chunks of batches (steps, batch, ...): the batch dimension split over the data axis."""
+  return NamedSharding(mesh, P(None, DATA_AXIS))
+
+
 def check_batch_divisible(global_batch: int, mesh: Mesh) -> None:
   num = mesh.shape[DATA_AXIS]
   if global_batch % num:

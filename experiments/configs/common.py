@@ -10,16 +10,20 @@ def base_config() -> ConfigDict:
   config.data = ConfigDict()
   config.data.name = "mnist"  # A TFDS name, or "image_folder".
   config.data.split = "train"
+  config.data.eval_split = "test"  # Held-out split for families with an eval step.
   config.data.data_dir = placeholder(str)  # TFDS data dir; None -> $TFDS_DATA_DIR or default.
   config.data.manual_dir = placeholder(str)  # Raw files; None -> $AIGC_RAW_DATA_DIR/<name>.
   config.data.image_folder = placeholder(str)  # ROOT/<split>/<class>/*.png for image_folder.
   config.batch_size = 128  # Global batch, split over processes and devices.
+  config.steps_per_call = 1  # Train steps scanned per jitted call (saves dispatch).
   config.num_steps = 10_000
   config.log_every = 100
   config.sample_every = 1_000
   config.num_grid_samples = 64  # Images in each samples/step_N.png grid.
   config.checkpoint_every = 1_000
   config.keep_checkpoints = 3
+  config.eval_every = 0  # Steps between held-out evaluations; 0 = never (GANs: see metrics).
+  config.eval_batch_size = 500
   return config
 
 

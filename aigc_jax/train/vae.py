@@ -1,0 +1,124 @@
+"""VAE family: state, ELBO train step with beta and KL warm-up, masked eval, sampling."""
+
+from __future__ import annotations
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from aigc_jax.data.sources import DataSpec
+from aigc_jax.losses.vae import dynamic_binarize, gaussian_kl, get_likelihood
+from aigc_jax.models.vae import VAE, ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
+from aigc_jax.train.family import Family, balanced_labels
+from aigc_jax.train.rng import step_streams
+
+
+@flax.struct.dataclass
+class VAEState:
+  step: jax.Array
+  params: flax.core.FrozenDict
+  opt_state: optax.OptState
+
+
+def build_model(config: ml_collections.ConfigDict, spec: DataSpec) -> VAE:
+  m = config.model
+  num_classes = spec.num_classes if m.conditional else 0
+  out = get_likelihood(config.likelihood).params_per_channel
+  if m.arch == "mlp":
+    return VAE(MLPEncoder(m.latent_dim, tuple(m.hidden), num_classes),
+               MLPDecoder(spec.image_shape, out, tuple(m.hidden), num_classes))
+  if m.arch == "conv":
+    return VAE(ConvEncoder(m.latent_dim, tuple(m.channels), m.dense, num_classes),
+               ConvDecoder(spec.image_shape, out, tuple(reversed(m.channels)), num_classes))
+  raise ValueError(f"Unknown VAE architecture model.arch='{m.arch}'; use 'mlp' or 'conv'.")
+
+
+def _labels(config, batch):
+  return batch["label"] if config.model.conditional else None
+
+
+def neg_elbo_terms(model: VAE, params, images, labels, eps, likelihood_name: str):
+  """Per-example reconstruction term -log p(x|z) (one z sample) and KL, each (B,)."""
+  likelihood_params, mean, logvar = model.apply({"params": params}, images, labels, eps)
+  recon = -get_likelihood(likelihood_name).log_prob(likelihood_params, images)
+  return recon, gaussian_kl(mean, logvar)
+
+
+def _inputs(config, batch, noise_rng):
+  images = batch["image"]
+  return dynamic_binarize(noise_rng, images) if config.binarize else images
+
+
+def create_state(config: ml_collections.ConfigDict, rng: jax.Array, spec: DataSpec) -> VAEState:
+  model = build_model(config, spec)
+  images = jnp.zeros((1, *spec.image_shape))
+  labels = jnp.zeros((1,), jnp.int32) if config.model.conditional else None
+  params = model.init(rng, images, labels, jnp.zeros((1, config.model.latent_dim)))["params"]
+  return VAEState(step=jnp.zeros((), jnp.int32), params=params,
+                  opt_state=optax.adam(config.optimizer.learning_rate).init(params))
+
+
+def make_train_step(config: ml_collections.ConfigDict, spec: DataSpec):
+  model = build_model(config, spec)
+  tx = optax.adam(config.optimizer.learning_rate)
+
+  def train_step(state: VAEState, batch, rng):
+    latent_rng, noise_rng = step_streams(rng, state.step, "latent", "noise")
+    images = _inputs(config, batch, noise_rng)
+    eps = jax.random.normal(latent_rng, (images.shape[0], config.model.latent_dim))
+    # KL warm-up (Bowman et al. 2016; Sønderby et al. 2016): beta ramps up linearly.
+    warmup = jnp.minimum(1.0, (state.step + 1) / max(config.kl_warmup_steps, 1))
+    beta = config.beta * warmup
+
+    def objective(params):
+      recon, kl = neg_elbo_terms(model, params, images, _labels(config, batch), eps,
+                                 config.likelihood)
+      return jnp.mean(recon + beta * kl), (recon, kl)
+
+    (loss, (recon, kl)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {"loss": loss, "neg_elbo": jnp.mean(recon + kl), "recon": jnp.mean(recon),
+               "kl": jnp.mean(kl), "beta": beta, "grad_norm": optax.tree.norm(grads),
+               "param_norm": optax.tree.norm(params)}
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+  return train_step
+
+
+def make_eval_step(config: ml_collections.ConfigDict, spec: DataSpec):
+  """Masked sums of the (beta = 1) negative ELBO and its terms over a held-out batch."""
+  model = build_model(config, spec)
+
+  def eval_step(state: VAEState, batch, rng):
+    latent_rng, noise_rng = jax.random.split(rng)
+    images = _inputs(config, batch, noise_rng)
+    eps = jax.random.normal(latent_rng, (images.shape[0], config.model.latent_dim))
+    recon, kl = neg_elbo_terms(model, state.params, images, _labels(config, batch), eps,
+                               config.likelihood)
+    mask = batch["mask"]
+    return {"neg_elbo": jnp.sum((recon + kl) * mask), "recon": jnp.sum(recon * mask),
+            "kl": jnp.sum(kl * mask), "count": jnp.sum(mask)}
+
+  return eval_step
+
+
+def make_sampler(config: ml_collections.ConfigDict, spec: DataSpec):
+  """Prior samples, shown as the decoder's mean E[x|z] (the usual VAE sample picture)."""
+  model = build_model(config, spec)
+  likelihood = get_likelihood(config.likelihood)
+
+  def sample(state: VAEState, rng: jax.Array, num_samples: int, labels=None) -> jax.Array:
+    if config.model.conditional and labels is None:
+      labels = balanced_labels(num_samples, spec.num_classes)
+    z = jax.random.normal(rng, (num_samples, config.model.latent_dim))
+    params = model.apply({"params": state.params}, z, labels, method=VAE.decode)
+    return likelihood.mean(params)
+
+  return sample
+
+
+FAMILY = Family(create_state=create_state, make_train_step=make_train_step,
+                make_sampler=make_sampler, make_eval_step=make_eval_step)
