@@ -3,7 +3,7 @@
   AIGC_RAW_DATA_DIR=../shared/data python -m benchmarks.train_step_speed \
       --config=experiments/configs/mlp_gan.py:mnist [--steps=500]
 
-Prints steps/s, examples/s, seconds per epoch of the training split, the step's FLOPs
+Prints ms and steps/s, images or tokens/s, seconds per epoch of an image split, the step's FLOPs
 (XLA cost analysis) and model-FLOPs utilisation against this machine's measured float32
 matmul peak. Compilation is excluded. Bare and full-loop measurements alternate and the
 median of each is shown, because a shared 2-core VM drifts by tens of percent.
@@ -20,7 +20,8 @@ import jax.numpy as jnp
 from absl import app, flags
 from ml_collections import config_flags
 
-from aigc_jax.data.pipeline import image_batches, stack_batches
+from aigc_jax.data.pipeline import stack_batches
+from aigc_jax.data.sources import ImageData
 from aigc_jax.train import sharding
 from aigc_jax.train.family import get_family
 from aigc_jax.train.loop import load_split, make_multi_step
@@ -77,7 +78,7 @@ def main(argv):
   def pipeline():
     chunks = itertools.repeat(k)
     return sharding.prefetch_to_devices(
-        stack_batches(image_batches(data, global_batch=config.batch_size, seed=config.seed),
+        stack_batches(data.train_batches(global_batch=config.batch_size, seed=config.seed),
                       chunks), chunk_sharding)
 
   fixed = next(pipeline())
@@ -98,16 +99,21 @@ def main(argv):
     seconds, state = time_steps(step_fn, state, batches, rng, calls)
     loop.append(seconds)
   n, b = calls * k, config.batch_size
-  epoch_steps = len(data.images) / b
+  if isinstance(data, ImageData):
+    per_step, unit, epoch_steps = b, "images", len(data.images) / b
+  else:
+    per_step, unit, epoch_steps = b * config.block_size, "tokens", None
   print(f"config: {config.family}/{config.model.arch} on {config.data.name}, batch {b}, "
         f"{mesh.size} {jax.devices()[0].platform} device(s)")
   print(f"matmul peak (f32, measured): {peak / 1e9:.1f} GFLOP/s")
   print(f"step FLOPs (XLA cost analysis): {flops / 1e9:.3f} GFLOP; {k} step(s) per call")
   for name, times in (("bare step", bare), ("full loop (tf.data + transfer)", loop)):
     seconds = statistics.median(times)
-    print(f"{name:32s} {n / seconds:8.1f} steps/s  {n * b / seconds:10.0f} examples/s  "
-          f"{epoch_steps * seconds / n:7.2f} s/epoch  MFU {flops * n / seconds / peak:6.1%}"
-          f"  (range {n / max(times):.1f}-{n / min(times):.1f} steps/s)")
+    epoch = f"  {epoch_steps * seconds / n:6.2f} s/epoch" if epoch_steps else ""
+    print(f"{name:32s} {1e3 * seconds / n:7.2f} ms/step  {n / seconds:7.1f} steps/s  "
+          f"{n * per_step / seconds:9.0f} {unit}/s{epoch}  "
+          f"MFU {flops * n / seconds / peak:5.1%}  "
+          f"(range {n / max(times):.1f}-{n / min(times):.1f} steps/s)")
 
 
 if __name__ == "__main__":

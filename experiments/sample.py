@@ -1,32 +1,61 @@
-"""Draws samples from a trained run's latest (or given) checkpoint.
+"""Samples a trained run's latest (or given) checkpoint.
 
+Images (GANs sample their EMA generator; VAEs decode prior samples):
   python -m experiments.sample --workdir=runs/mlp_gan --num_samples=1000 \
       --output=samples.npy [--png=grid.png] [--seed=0] [--step=N]
-Writes float32 images in [0, 1], shape (N, H, W, C); GANs sample their EMA generator.
+writes float32 images in [0, 1], shape (N, H, W, C).
+
+Text (language models), every prompt continued at once:
+  python -m experiments.sample --workdir=runs/gpt --prompt="ROMEO:" [--prompt="JULIET:"] \
+      --num_chars=500 --temperature=0.8 --top_k=40 --top_p=0.95 [--stop="\n\n"] [--seed=S] \
+      [--continuations=4]
+prints each prompt with its continuation (and writes them to --output if given).
 """
 
 import numpy as np
 from absl import app, flags, logging
 
 from aigc_jax.data.image_grid import make_grid, save_png
-from aigc_jax.train.restore import generate_images, restore_run
+from aigc_jax.data.text import TextSpec
+from aigc_jax.train.restore import generate_images, generate_text, restore_run
 from experiments import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder written by experiments.train.")
-_NUM = flags.DEFINE_integer("num_samples", 64, "How many samples to draw.", lower_bound=1)
-_OUTPUT = flags.DEFINE_string("output", None, "Where to save the samples (.npy).")
-_PNG = flags.DEFINE_string("png", None, "Optional PNG grid of the first 100 samples.")
+_OUTPUT = flags.DEFINE_string("output", None, "Images: .npy file (required). Text: .txt file.")
 _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step; default the latest.")
-_BATCH = flags.DEFINE_integer("batch_size", 500, "Samples per jitted call.", lower_bound=1)
-flags.mark_flags_as_required(["workdir", "output"])
+_NUM = flags.DEFINE_integer("num_samples", 64, "Images: how many to draw.", lower_bound=1)
+_PNG = flags.DEFINE_string("png", None, "Images: optional PNG grid of the first 100.")
+_BATCH = flags.DEFINE_integer("batch_size", 500, "Images per jitted call.", lower_bound=1)
+_PROMPTS = flags.DEFINE_multi_string("prompt", ["\n"], "Text: prompt(s) to continue.")
+_CONTINUATIONS = flags.DEFINE_integer("continuations", 1, "Text: continuations per prompt.",
+                                      lower_bound=1)
+_CHARS = flags.DEFINE_integer("num_chars", 500, "Text: characters to generate.", lower_bound=1)
+_TEMPERATURE = flags.DEFINE_float("temperature", 1.0, "Text: softmax temperature.",
+                                  lower_bound=0.0)
+_TOP_K = flags.DEFINE_integer("top_k", 0, "Text: keep the k likeliest tokens (0: all).",
+                              lower_bound=0)
+_TOP_P = flags.DEFINE_float("top_p", 1.0, "Text: nucleus mass to keep (1: all).",
+                            lower_bound=0.0, upper_bound=1.0)
+_STOP = flags.DEFINE_string("stop", None, "Text: end each continuation before this string.")
+flags.mark_flags_as_required(["workdir"])
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  cli.setup_runtime()
-  run = restore_run(_WORKDIR.value, _STEP.value)
+def sample_text(run) -> None:
+  prompts = [p for p in _PROMPTS.value for _ in range(_CONTINUATIONS.value)]
+  texts = generate_text(run, prompts, _CHARS.value, seed=_SEED.value,
+                        temperature=_TEMPERATURE.value, top_k=_TOP_K.value,
+                        top_p=_TOP_P.value, stop=_STOP.value)
+  shown = "\n\n".join(f"=== {p!r}\n{p}{t}" for p, t in zip(prompts, texts))
+  print(shown)
+  if _OUTPUT.value:
+    with open(_OUTPUT.value, "w") as f:
+      f.write(shown + "\n")
+
+
+def sample_images(run) -> None:
+  if not _OUTPUT.value:
+    raise app.UsageError("Image runs need --output=FILE.npy.")
   images = generate_images(run, _NUM.value, seed=_SEED.value, batch_size=_BATCH.value)
   np.save(_OUTPUT.value, images)
   logging.info("Wrote %s samples %s from step %d to %s.", len(images), images.shape[1:],
@@ -34,6 +63,14 @@ def main(argv):
   if _PNG.value:
     save_png(_PNG.value, make_grid(images[:100]))
     logging.info("Wrote grid %s.", _PNG.value)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  cli.setup_runtime()
+  run = restore_run(_WORKDIR.value, _STEP.value)
+  (sample_text if isinstance(run.spec, TextSpec) else sample_images)(run)
 
 
 if __name__ == "__main__":

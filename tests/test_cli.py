@@ -118,3 +118,24 @@ def test_mnist_trains_and_samples_from_the_command_line(mnist_tfds_dir, raw_data
   assert images.shape == (12, 28, 28, 1) and images.dtype == np.float32
   assert 0.0 <= images.min() and images.max() <= 1.0
   assert (tmp_path / "grid.png").stat().st_size > 0
+
+
+def test_char_gpt_trains_and_continues_prompts_on_tiny_shakespeare(raw_data_dir, tmp_path):
+  env = {**os.environ, "TFDS_DATA_DIR": str(tmp_path / "tfds"),
+         "AIGC_RAW_DATA_DIR": raw_data_dir}
+  workdir = str(tmp_path / "gpt")
+  train = subprocess.run(
+      command("experiments.train", "--config=experiments/configs/char_gpt.py:tiny",
+              f"--workdir={workdir}", "--config.num_steps=6"),
+      cwd=REPO_ROOT, capture_output=True, text=True, env=env)
+  assert train.returncode == 0, train.stderr[-3000:]
+  assert "tiny_shakespeare (1,003,854 characters, vocabulary 65)" in train.stderr
+  assert any(m.get("eval/bits_per_char", 0) > 0 for m in read_metrics(workdir))
+  assert open(os.path.join(workdir, "samples", "step_0000006.txt")).read().strip()
+  sample = subprocess.run(
+      command("experiments.sample", f"--workdir={workdir}", "--prompt=ROMEO:",
+              "--prompt=JULIET:", "--num_chars=40", "--temperature=0.8", "--top_k=10",
+              "--top_p=0.95", "--stop=zzz"),
+      cwd=REPO_ROOT, capture_output=True, text=True, env=env)
+  assert sample.returncode == 0, sample.stderr[-3000:]
+  assert "=== 'ROMEO:'\nROMEO:" in sample.stdout and "=== 'JULIET:'\nJULIET:" in sample.stdout

@@ -6,12 +6,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aigc_jax.data.sources import DataSpec
+from aigc_jax.data.sources import ImageSpec
 from aigc_jax.losses.gan import GAN_LOSSES, get_gan_loss
 from aigc_jax.train import gan, sharding
 from experiments.configs import mlp_gan
 
-SPEC = DataSpec(image_shape=(8, 8, 1), num_classes=2)
+SPEC = ImageSpec(image_shape=(8, 8, 1), num_classes=2)
 
 
 def fake_batch(batch_size=16, seed=0):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from aigc_jax.data import sources
-from aigc_jax.data.sources import DataUnavailableError, load_images, prepared_builder
+from aigc_jax.data.sources import DataUnavailableError, load_split, prepared_builder
 
 
 def test_missing_raw_files_name_the_folder_and_files(tmp_path):
@@ -32,22 +32,22 @@ def test_offline_without_raw_files_fails_fast(monkeypatch, tmp_path):
 
 
 def test_real_mnist_prepares_offline_from_raw_files(mnist_tfds_dir):
-  data = load_images("mnist", "test", data_dir=mnist_tfds_dir)
+  data = load_split("mnist", "test", data_dir=mnist_tfds_dir)
   assert data.images.shape == (10_000, 28, 28, 1) and data.images.dtype == np.uint8
   assert data.num_classes == 10 and sorted(set(data.labels)) == list(range(10))
 
 
 def test_image_folder_takes_shape_and_classes_from_the_files(image_folder):
-  data = load_images("image_folder", "train", image_folder=image_folder)
+  data = load_split("image_folder", "train", image_folder=image_folder)
   assert data.images.shape == (32, 8, 8, 1)
   assert data.num_classes == 2 and np.bincount(data.labels).tolist() == [16, 16]
 
 
 def test_image_folder_that_does_not_exist_explains_the_layout(tmp_path):
   with pytest.raises(DataUnavailableError, match="ROOT/<split>/<class name>"):
-    load_images("image_folder", image_folder=str(tmp_path / "nowhere"))
+    load_split("image_folder", image_folder=str(tmp_path / "nowhere"))
 
 
 def test_unknown_split_lists_the_available_ones(image_folder):
   with pytest.raises(ValueError, match="has no split 'validation'"):
-    load_images("image_folder", "validation", image_folder=image_folder)
+    load_split("image_folder", "validation", image_folder=image_folder)

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aigc_jax.data.sources import DataSpec, ImageData
+from aigc_jax.data.sources import ImageSpec, ImageData
 from aigc_jax.losses.vae import (bernoulli_log_prob, diagonal_gaussian_log_density,
                                  discretized_gaussian_log_prob, dynamic_binarize, gaussian_kl)
 from aigc_jax.metrics.likelihood import elbo, iwae_log_likelihood
@@ -81,7 +81,7 @@ VARIANTS = {
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_one_train_step_per_variant(name):
   config, shape = VARIANTS[name]
-  spec = DataSpec(shape, 3)
+  spec = ImageSpec(shape, 3)
   state = vae.create_state(config, jax.random.key(0), spec)
   rng = np.random.default_rng(0)
   batch = {"image": jnp.asarray(rng.integers(0, 256, (6, *shape)) / 127.5 - 1, jnp.float32),
@@ -100,7 +100,7 @@ def test_one_train_step_per_variant(name):
 def test_kl_warmup_ramps_beta():
   config, shape = VARIANTS["mlp"]
   config.kl_warmup_steps, config.beta = 4, 2.0
-  spec = DataSpec(shape, 3)
+  spec = ImageSpec(shape, 3)
   state = vae.create_state(config, jax.random.key(0), spec)
   step = jax.jit(vae.make_train_step(config, spec))
   batch = {"image": jnp.zeros((4, *shape)), "label": jnp.zeros((4,), jnp.int32)}
@@ -113,7 +113,7 @@ def test_kl_warmup_ramps_beta():
 
 def test_iwae_bound_is_above_the_elbo_and_tightens_with_k():
   config, shape = VARIANTS["mlp"]
-  spec = DataSpec(shape, 3)
+  spec = ImageSpec(shape, 3)
   model = vae.build_model(config, spec)
   state = vae.create_state(config, jax.random.key(0), spec)
   images = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (64, *shape)), jnp.float32)

@@ -12,11 +12,13 @@ epoch p // N and to a stateless permutation of that epoch (`index_shuffle`). So
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
 
-from aigc_jax.data.sources import ImageData
+if TYPE_CHECKING:
+  from aigc_jax.data.sources import ImageData
 
 
 def scale_images(images_uint8: tf.Tensor) -> tf.Tensor:
@@ -45,7 +47,7 @@ def example_indices(step: tf.Tensor, *, global_batch: int, num_examples: int, se
                                        max_index=tf.constant(num_examples - 1, tf.int64))
 
 
-def image_batches(data: ImageData, *, global_batch: int, seed: int, start_step: int = 0,
+def image_batches(data: "ImageData", *, global_batch: int, seed: int, start_step: int = 0,
                   process_index: int = 0, process_count: int = 1
                   ) -> Iterator[dict[str, np.ndarray]]:
   """Endless iterator of this process's batches, starting at global batch `start_step`.
@@ -67,10 +69,18 @@ def image_batches(data: ImageData, *, global_batch: int, seed: int, start_step: 
                           process_count=process_count)
     return {"image": scale_images(tf.gather(images, idx)), "label": tf.gather(labels, idx)}
 
+  return batches_by_step(batch_at, start_step)
+
+
+def batches_by_step(batch_at, start_step: int) -> Iterator[dict[str, np.ndarray]]:
+  """Iterates batch_at(step) for step = start_step, start_step + 1, ... on one background
+  thread, two batches ahead.
+
+  One thread builds a batch in well under a step's time; more threads only take cores
+  from the XLA step on small machines.
+  """
   ds = tf.data.Dataset.range(start_step, np.iinfo(np.int64).max)
   ds = ds.map(batch_at, num_parallel_calls=1, deterministic=True).prefetch(2)
-  # One background thread builds a batch in well under a step's time; more threads only
-  # take cores from the XLA step on small machines.
   options = tf.data.Options()
   options.threading.private_threadpool_size = 1
   options.threading.max_intra_op_parallelism = 1
@@ -78,7 +88,7 @@ def image_batches(data: ImageData, *, global_batch: int, seed: int, start_step: 
   return ds.with_options(options).as_numpy_iterator()
 
 
-def eval_batches(data: ImageData, *, global_batch: int, process_index: int = 0,
+def eval_batches(data: "ImageData", *, global_batch: int, process_index: int = 0,
                  process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
   """One pass over the whole split in order, for evaluation.
 

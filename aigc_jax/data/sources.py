@@ -13,10 +13,14 @@ import dataclasses
 import os
 import socket
 import urllib.parse
+from collections.abc import Iterator
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
+
+from aigc_jax.data import pipeline
+from aigc_jax.data.text import TextData, TextSpec, load_text
 
 RAW_DATA_ENV = "AIGC_RAW_DATA_DIR"
 IMAGE_FOLDER = "image_folder"
@@ -27,18 +31,21 @@ class DataUnavailableError(RuntimeError):
 
 
 @dataclasses.dataclass(frozen=True)
-class DataSpec:
-  """What a model must know of its data to be built; saved with every checkpoint."""
+class ImageSpec:
+  """What an image model must know of its data; saved with every checkpoint."""
 
   image_shape: tuple[int, int, int]
   num_classes: int
 
   def to_json(self) -> dict:
-    return {"image_shape": list(self.image_shape), "num_classes": self.num_classes}
+    return {"kind": "image", "image_shape": list(self.image_shape),
+            "num_classes": self.num_classes}
 
-  @classmethod
-  def from_json(cls, d: dict) -> "DataSpec":
-    return cls(image_shape=tuple(d["image_shape"]), num_classes=int(d["num_classes"]))
+
+def spec_from_json(d: dict) -> ImageSpec | TextSpec:
+  if d.get("kind", "image") == "text":
+    return TextSpec(vocab=d["vocab"])
+  return ImageSpec(image_shape=tuple(d["image_shape"]), num_classes=int(d["num_classes"]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,8 +57,17 @@ class ImageData:
   num_classes: int
 
   @property
-  def spec(self) -> DataSpec:
-    return DataSpec(image_shape=tuple(self.images.shape[1:]), num_classes=self.num_classes)
+  def spec(self) -> ImageSpec:
+    return ImageSpec(image_shape=tuple(self.images.shape[1:]), num_classes=self.num_classes)
+
+  def describe(self) -> str:
+    return f"{len(self.images):,} images of {self.spec.image_shape}"
+
+  def train_batches(self, **kwargs) -> Iterator[dict[str, np.ndarray]]:
+    return pipeline.image_batches(self, **kwargs)
+
+  def eval_batches(self, **kwargs) -> Iterator[dict[str, np.ndarray]]:
+    return pipeline.eval_batches(self, **kwargs)
 
 
 def raw_files_dir(name: str, manual_dir: str | None) -> str | None:
@@ -110,21 +126,32 @@ def _reachable(host: str, timeout_s: float = 3.0) -> bool:
     return False
 
 
-def load_images(name: str, split: str = "train", *, data_dir: str | None = None,
-                manual_dir: str | None = None, image_folder: str | None = None) -> ImageData:
-  """Loads a whole labelled image split into host memory.
+def load_split(name: str, split: str = "train", *, data_dir: str | None = None,
+               manual_dir: str | None = None, image_folder: str | None = None,
+               block_size: int | None = None) -> ImageData | TextData:
+  """Loads a whole split into host memory: images (+ labels) or a text as tokens.
 
-  Image datasets here (MNIST-family, CIFAR-10, a user's folder) fit in memory, which lets
-  the input pipeline address any example by index: shuffling is then exact, resuming is
-  O(1), and the global batch does not depend on how many processes read it.
+  These datasets (MNIST-family, CIFAR-10, a user's folder, Tiny Shakespeare) fit in
+  memory, which lets the input pipeline address any example by index: shuffling is then
+  exact, resuming is O(1), and the global batch does not depend on how many processes
+  read it. Text needs the model's `block_size` to cut windows.
   """
   if name == IMAGE_FOLDER:
     builder = _image_folder_builder(image_folder)
   else:
     builder = prepared_builder(name, data_dir, manual_dir)
-  if "image" not in builder.info.features:
-    raise ValueError(f"Dataset '{name}' has no 'image' feature; it cannot train an image "
-                     "model. Pick an image dataset for --config.data.name.")
+  features = builder.info.features
+  if "text" in features and "image" not in features:
+    if block_size is None:
+      raise ValueError(f"Dataset '{name}' is text; its config needs a `block_size`.")
+    return load_text(name, split, block_size=block_size, builder=builder)
+  if "image" not in features:
+    raise ValueError(f"Dataset '{name}' has neither an 'image' nor a 'text' feature; "
+                     "pick an image or text dataset for --config.data.name.")
+  return _load_images(builder, name, split)
+
+
+def _load_images(builder: tfds.core.DatasetBuilder, name: str, split: str) -> ImageData:
   if split not in builder.info.splits:
     raise ValueError(f"Dataset '{name}' has no split '{split}'; it has "
                      f"{sorted(builder.info.splits)}.")

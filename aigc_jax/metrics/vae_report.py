@@ -9,7 +9,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from aigc_jax.data.image_grid import make_grid, save_png, to_unit_range
-from aigc_jax.data.pipeline import eval_batches
 from aigc_jax.data.sources import ImageData
 from aigc_jax.losses.vae import dynamic_binarize, get_likelihood
 from aigc_jax.metrics.image_similarity import psnr, ssim
@@ -62,7 +61,7 @@ def evaluate_vae(run: RestoredRun, data: ImageData, *, iwae_k: int, batch_size: 
 
   totals = None
   key = jax.random.key(seed)
-  for i, batch in enumerate(eval_batches(data, global_batch=batch_size)):
+  for i, batch in enumerate(data.eval_batches(global_batch=batch_size)):
     out = batch_sums(run.state.params, sharding.to_global(batch, batch_sharding),
                      jax.random.fold_in(key, i))
     totals = out if totals is None else jax.tree.map(jnp.add, totals, out)

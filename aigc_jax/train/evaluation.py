@@ -10,15 +10,16 @@ import jax.numpy as jnp
 import ml_collections
 from jax.sharding import Mesh
 
-from aigc_jax.data.pipeline import eval_batches
-from aigc_jax.data.sources import DataSpec, ImageData
+from aigc_jax.data.sources import ImageData, ImageSpec
+from aigc_jax.data.text import TextData, TextSpec
 from aigc_jax.train import sharding
 from aigc_jax.train.family import Family
 from aigc_jax.train.replicated import fetch
 
 
-def make_split_evaluator(family: Family, config: ml_collections.ConfigDict, spec: DataSpec,
-                         data: ImageData, mesh: Mesh, rng: jax.Array
+def make_split_evaluator(family: Family, config: ml_collections.ConfigDict,
+                         spec: ImageSpec | TextSpec, data: ImageData | TextData, mesh: Mesh,
+                         rng: jax.Array
                          ) -> Callable[[Any], dict[str, float]]:
   """Returns evaluate(state) -> {"eval/<metric>": per-example mean over the split}.
 
@@ -33,9 +34,9 @@ def make_split_evaluator(family: Family, config: ml_collections.ConfigDict, spec
 
   def evaluate(state) -> dict[str, float]:
     sums = None
-    for i, batch in enumerate(eval_batches(data, global_batch=batch_size,
-                                           process_index=jax.process_index(),
-                                           process_count=jax.process_count())):
+    for i, batch in enumerate(data.eval_batches(global_batch=batch_size,
+                                                process_index=jax.process_index(),
+                                                process_count=jax.process_count())):
       out = eval_step(state, sharding.to_global(batch, batch_sharding),
                       jax.random.fold_in(rng, i))
       sums = out if sums is None else jax.tree.map(jnp.add, sums, out)

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from aigc_jax.data.sources import DataSpec
+from aigc_jax.data.sources import ImageSpec
 
 State = Any
 Metrics = dict[str, jax.Array]
@@ -30,11 +30,11 @@ EvalStep = Callable[[State, dict[str, jax.Array], jax.Array], dict[str, jax.Arra
 class Family(NamedTuple):
   """The functions a family provides; each is pure and jit-compatible."""
 
-  create_state: Callable[[ml_collections.ConfigDict, jax.Array, DataSpec], State]
-  make_train_step: Callable[[ml_collections.ConfigDict, DataSpec], TrainStep]
-  make_sampler: Callable[[ml_collections.ConfigDict, DataSpec], Sampler]
+  create_state: Callable[[ml_collections.ConfigDict, jax.Array, ImageSpec], State]
+  make_train_step: Callable[[ml_collections.ConfigDict, ImageSpec], TrainStep]
+  make_sampler: Callable[[ml_collections.ConfigDict, ImageSpec], Sampler]
   # Optional: held-out evaluation the loop runs every `eval_every` steps.
-  make_eval_step: Callable[[ml_collections.ConfigDict, DataSpec], EvalStep] | None = None
+  make_eval_step: Callable[[ml_collections.ConfigDict, ImageSpec], EvalStep] | None = None
 
 
 def balanced_labels(num_samples: int, num_classes: int) -> jax.Array:
@@ -50,7 +50,7 @@ def get_family(name: str) -> Family:
     if e.name != module_name:
       raise
     raise ValueError(f"Unknown model family '{name}': no module {module_name}. Built-in: "
-                     "'gan', 'vae'; or give the module path of your own family.") from None
+                     "'gan', 'vae', 'lm'; or give the module path of your own family.") from None
   family = getattr(module, "FAMILY", None)
   if not isinstance(family, Family):
     raise ValueError(f"Module {module_name} defines no `FAMILY = Family(...)`.")

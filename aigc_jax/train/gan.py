@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from aigc_jax.data.sources import DataSpec
+from aigc_jax.data.sources import ImageSpec
 from aigc_jax.losses.gan import get_gan_loss
 from aigc_jax.models.mlp_gan import MLPDiscriminator, MLPGenerator
 from aigc_jax.train.family import Family
@@ -28,7 +28,7 @@ class GANState:
   ema_g_params: flax.core.FrozenDict  # Polyak average of g_params; used for sampling.
 
 
-def build_models(config: ml_collections.ConfigDict, spec: DataSpec
+def build_models(config: ml_collections.ConfigDict, spec: ImageSpec
                  ) -> tuple[nn.Module, nn.Module]:
   arch = config.model.arch
   if arch == "mlp":
@@ -46,7 +46,7 @@ def build_optimizers(config: ml_collections.ConfigDict
 
 
 def create_state(config: ml_collections.ConfigDict, rng: jax.Array,
-                 spec: DataSpec) -> GANState:
+                 spec: ImageSpec) -> GANState:
   generator, discriminator = build_models(config, spec)
   g_tx, d_tx = build_optimizers(config)
   g_rng, d_rng = jax.random.split(rng)
@@ -57,7 +57,7 @@ def create_state(config: ml_collections.ConfigDict, rng: jax.Array,
                   ema_g_params=g_params)
 
 
-def make_train_step(config: ml_collections.ConfigDict, spec: DataSpec):
+def make_train_step(config: ml_collections.ConfigDict, spec: ImageSpec):
   """Returns train_step(state, batch, rng) -> (state, metrics), a pure function.
 
   One call updates D on real and generated images, then G against the updated D. The
@@ -111,7 +111,7 @@ def make_train_step(config: ml_collections.ConfigDict, spec: DataSpec):
   return train_step
 
 
-def make_sampler(config: ml_collections.ConfigDict, spec: DataSpec):
+def make_sampler(config: ml_collections.ConfigDict, spec: ImageSpec):
   generator, _ = build_models(config, spec)
 
   def sample(state: GANState, rng: jax.Array, num_samples: int, labels=None) -> jax.Array:

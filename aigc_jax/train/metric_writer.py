@@ -33,6 +33,11 @@ class MetricWriter:
       with self._tb.as_default(step=step):
         tf.summary.image(name, image_uint8[None])
 
+  def write_text(self, step: int, name: str, text: str) -> None:
+    if self.enabled:
+      with self._tb.as_default(step=step):
+        tf.summary.text(name, text)
+
   def close(self) -> None:
     if self.enabled:
       self._jsonl.close()

@@ -11,10 +11,13 @@ import ml_collections
 import numpy as np
 
 from aigc_jax.data.image_grid import to_unit_range
-from aigc_jax.data.sources import DataSpec
+from aigc_jax.data.sources import ImageSpec, spec_from_json
+from aigc_jax.data.text import TextSpec
 from aigc_jax.train import sharding
+from aigc_jax.models.decoding import continuations, generate
 from aigc_jax.train.checkpoint import Checkpointer, abstract_like
 from aigc_jax.train.family import Family, get_family
+from aigc_jax.train.lm import build_model
 from aigc_jax.train.replicated import fetch
 from aigc_jax.train.rng import stream
 
@@ -22,7 +25,7 @@ from aigc_jax.train.rng import stream
 @dataclasses.dataclass
 class RestoredRun:
   config: ml_collections.ConfigDict
-  spec: DataSpec
+  spec: ImageSpec | TextSpec
   family: Family
   state: Any
   step: int
@@ -38,7 +41,7 @@ def restore_run(workdir: str, step: int | None = None) -> RestoredRun:
                               "with python -m experiments.train --workdir=" + workdir)
     meta = checkpointer.restore_meta(step)
     config = ml_collections.ConfigDict(meta["config"])
-    spec = DataSpec.from_json(meta["data_spec"])
+    spec = spec_from_json(meta["data_spec"])
     family = get_family(config.family)
     repl = sharding.replicated(sharding.make_mesh())
     init_rng = stream(jax.random.key(config.seed), "init")
@@ -67,3 +70,30 @@ def generate_images(run: RestoredRun, num_samples: int, seed: int = 0,
                           None if labels is None else labels[i * batch_size:(i + 1) * batch_size]))
              for i in range(num_batches)]
   return to_unit_range(np.concatenate(batches)[:num_samples])
+
+
+# The model (a hashable Flax module) and the knobs that choose code paths are static, so
+# repeated calls with the same settings reuse one compiled decoding loop.
+_generate = jax.jit(generate, static_argnames=("model", "num_new", "top_k", "top_p"))
+
+
+def generate_text(run: RestoredRun, prompts: list[str], num_chars: int, *, seed: int = 0,
+                  temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                  stop: str | None = None) -> list[str]:
+  """Continues every prompt at once (one compiled decoding loop); returns continuations.
+
+  A continuation ends before the first occurrence of `stop`, if given.
+  """
+  if not isinstance(run.spec, TextSpec):
+    raise ValueError("This run models images; sample it with --num_samples/--output.")
+  prompts = [p or "\n" for p in prompts]  # An empty prompt starts a fresh line.
+  encoded = [run.spec.encode(p) for p in prompts]
+  lengths = np.array([len(e) for e in encoded], np.int32)
+  padded = np.zeros((len(prompts), lengths.max()), np.int32)
+  for row, tokens in zip(padded, encoded):
+    row[:len(tokens)] = tokens
+  tokens = fetch(_generate(build_model(run.config, run.spec), run.state.params, padded,
+                           lengths, jax.random.key(seed), num_new=num_chars,
+                           temperature=temperature, top_k=top_k, top_p=top_p))
+  texts = [run.spec.decode(row) for row in continuations(tokens, lengths, num_chars)]
+  return [t.split(stop, 1)[0] if stop else t for t in texts]

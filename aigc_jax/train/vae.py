@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from aigc_jax.data.sources import DataSpec
+from aigc_jax.data.sources import ImageSpec
 from aigc_jax.losses.vae import dynamic_binarize, gaussian_kl, get_likelihood
 from aigc_jax.models.vae import VAE, ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 from aigc_jax.train.family import Family, balanced_labels
@@ -22,7 +22,7 @@ class VAEState:
   opt_state: optax.OptState
 
 
-def build_model(config: ml_collections.ConfigDict, spec: DataSpec) -> VAE:
+def build_model(config: ml_collections.ConfigDict, spec: ImageSpec) -> VAE:
   m = config.model
   num_classes = spec.num_classes if m.conditional else 0
   out = get_likelihood(config.likelihood).params_per_channel
@@ -51,7 +51,7 @@ def _inputs(config, batch, noise_rng):
   return dynamic_binarize(noise_rng, images) if config.binarize else images
 
 
-def create_state(config: ml_collections.ConfigDict, rng: jax.Array, spec: DataSpec) -> VAEState:
+def create_state(config: ml_collections.ConfigDict, rng: jax.Array, spec: ImageSpec) -> VAEState:
   model = build_model(config, spec)
   images = jnp.zeros((1, *spec.image_shape))
   labels = jnp.zeros((1,), jnp.int32) if config.model.conditional else None
@@ -60,7 +60,7 @@ def create_state(config: ml_collections.ConfigDict, rng: jax.Array, spec: DataSp
                   opt_state=optax.adam(config.optimizer.learning_rate).init(params))
 
 
-def make_train_step(config: ml_collections.ConfigDict, spec: DataSpec):
+def make_train_step(config: ml_collections.ConfigDict, spec: ImageSpec):
   model = build_model(config, spec)
   tx = optax.adam(config.optimizer.learning_rate)
 
@@ -88,7 +88,7 @@ def make_train_step(config: ml_collections.ConfigDict, spec: DataSpec):
   return train_step
 
 
-def make_eval_step(config: ml_collections.ConfigDict, spec: DataSpec):
+def make_eval_step(config: ml_collections.ConfigDict, spec: ImageSpec):
   """Masked sums of the (beta = 1) negative ELBO and its terms over a held-out batch."""
   model = build_model(config, spec)
 
@@ -105,7 +105,7 @@ def make_eval_step(config: ml_collections.ConfigDict, spec: DataSpec):
   return eval_step
 
 
-def make_sampler(config: ml_collections.ConfigDict, spec: DataSpec):
+def make_sampler(config: ml_collections.ConfigDict, spec: ImageSpec):
   """Prior samples, shown as the decoder's mean E[x|z] (the usual VAE sample picture)."""
   model = build_model(config, spec)
   likelihood = get_likelihood(config.likelihood)
