@@ -1,5 +1,6 @@
 """The entry points as a user runs them: real processes, real signals, real MNIST."""
 
+import json
 import os
 import signal
 import subprocess
@@ -107,7 +108,7 @@ def test_mnist_trains_and_samples_from_the_command_line(mnist_tfds_dir, raw_data
               "--config.num_steps=20", "--config.batch_size=32", "--config.log_every=10"),
       cwd=REPO_ROOT, capture_output=True, text=True, env=env)
   assert train.returncode == 0, train.stderr[-3000:]
-  assert "on mnist (60000 examples, (28, 28, 1))" in train.stderr
+  assert "on mnist (60,000 images of (28, 28, 1))" in train.stderr
   samples = tmp_path / "samples.npy"
   sample = subprocess.run(
       command("experiments.sample", f"--workdir={workdir}", "--num_samples=12",
@@ -139,3 +140,11 @@ def test_char_gpt_trains_and_continues_prompts_on_tiny_shakespeare(raw_data_dir,
       cwd=REPO_ROOT, capture_output=True, text=True, env=env)
   assert sample.returncode == 0, sample.stderr[-3000:]
   assert "=== 'ROMEO:'\nROMEO:" in sample.stdout and "=== 'JULIET:'\nJULIET:" in sample.stdout
+  evaluate = subprocess.run(command("experiments.evaluate", f"--workdir={workdir}"),
+                            cwd=REPO_ROOT, capture_output=True, text=True, env=env)
+  assert evaluate.returncode == 0, evaluate.stderr[-3000:]
+  with open(os.path.join(workdir, "eval", "step_6.json")) as f:
+    report = json.load(f)
+  for split in ("validation", "test"):
+    assert report[f"{split}_bits_per_char"] == pytest.approx(
+        report[f"{split}_loss"] / np.log(2), rel=1e-5)
