@@ -15,8 +15,7 @@ VARIANTS = ("cpu", "base", "tiny")
 
 
 def get_config(variant: str = "cpu") -> ConfigDict:
-  if variant not in VARIANTS:
-    raise ValueError(f"Unknown variant '{variant}' of char_gpt.py; pick one of {VARIANTS}.")
+  common.check_variant("char_gpt.py", variant, VARIANTS)
   config = common.base_config()
   config.family = "lm"
   config.data.name = "tiny_shakespeare"

@@ -4,6 +4,11 @@ from ml_collections import ConfigDict
 from ml_collections.config_dict import placeholder
 
 
+def check_variant(config_file: str, variant: str, variants: tuple[str, ...]) -> None:
+  if variant not in variants:
+    raise ValueError(f"Unknown variant '{variant}' of {config_file}; pick one of {variants}.")
+
+
 def base_config() -> ConfigDict:
   config = ConfigDict()
   config.seed = 0  # Sets initialisation, data order and every random stream.

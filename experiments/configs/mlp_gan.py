@@ -12,8 +12,7 @@ VARIANTS = ("mnist", "fashion_mnist", "tiny")
 
 
 def get_config(variant: str = "mnist") -> ConfigDict:
-  if variant not in VARIANTS:
-    raise ValueError(f"Unknown variant '{variant}' of mlp_gan.py; pick one of {VARIANTS}.")
+  common.check_variant("mlp_gan.py", variant, VARIANTS)
   config = common.base_config()
   config.family = "gan"
   config.model = ConfigDict()

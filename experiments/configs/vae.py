@@ -14,8 +14,7 @@ VARIANTS = ("mlp_mnist", "conv_mnist", "cvae_mnist", "conv_cifar10", "tiny")
 
 
 def get_config(variant: str = "mlp_mnist") -> ConfigDict:
-  if variant not in VARIANTS:
-    raise ValueError(f"Unknown variant '{variant}' of vae.py; pick one of {VARIANTS}.")
+  common.check_variant("vae.py", variant, VARIANTS)
   config = common.base_config()
   config.family = "vae"
   config.model = ConfigDict()
