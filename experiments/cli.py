@@ -10,7 +10,7 @@ import sys
 
 import jax
 import tensorflow as tf
-from absl import app, flags, logging
+from absl import app, logging
 
 
 def _config_keys(config, prefix: str = "") -> list[str]:

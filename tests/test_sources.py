@@ -1,6 +1,5 @@
 """Data sources: offline preparation from raw files, clear failures, image folders."""
 
-import os
 
 import numpy as np
 import pytest

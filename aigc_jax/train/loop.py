@@ -13,7 +13,6 @@ from collections.abc import Callable
 
 import jax
 import ml_collections
-import numpy as np
 from absl import logging
 
 from aigc_jax.data.pipeline import stack_batches
