@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aigc_jax.models.conv_transpose import PhaseConvTranspose
+from aigc_jax.models.matmul_conv import MatmulConvTranspose
 
 
 def _with_label(x: jnp.ndarray, labels: jnp.ndarray | None, num_classes: int) -> jnp.ndarray:
@@ -89,7 +89,7 @@ class ConvDecoder(nn.Module):
     x = nn.relu(nn.Dense((h // 4) * (w // 4) * self.channels[0])(x))
     x = x.reshape((-1, h // 4, w // 4, self.channels[0]))  # (B, H/4, W/4, C0)
     for ch in self.channels:  # SAME-padded stride-2 transposed convs double each side.
-      x = nn.relu(PhaseConvTranspose(ch, (3, 3), strides=(2, 2))(x))  # -> (B, H, W, C1)
+      x = nn.relu(MatmulConvTranspose(ch, (3, 3), strides=(2, 2))(x))  # -> (B, H, W, C1)
     return nn.Conv(c * self.out_per_pixel, (3, 3))(x)
 
 
