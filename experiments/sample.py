@@ -3,7 +3,9 @@
 Images (GANs sample their EMA generator; VAEs decode prior samples):
   python -m experiments.sample --workdir=runs/mlp_gan --num_samples=1000 \
       --output=samples.npy [--png=grid.png] [--seed=0] [--step=N]
-writes float32 images in [0, 1], shape (N, H, W, C).
+writes float32 images in [0, 1], shape (N, H, W, C). Class-conditional models take
+--label=K (every sample of class K) or --labels=balanced (0, 1, ..., K-1, 0, ...; the
+default) and also write the labels used, int32 (N,), to samples.labels.npy.
 
 Text (language models), every prompt continued at once:
   python -m experiments.sample --workdir=runs/gpt --prompt="ROMEO:" [--prompt="JULIET:"] \
@@ -12,12 +14,15 @@ Text (language models), every prompt continued at once:
 prints each prompt with its continuation (and writes them to --output if given).
 """
 
+import os
+
 import numpy as np
 from absl import app, flags, logging
 
 from aigc_jax.data.image_grid import make_grid, save_png
 from aigc_jax.data.text import TextSpec
-from aigc_jax.train.restore import generate_images, generate_text, restore_run
+from aigc_jax.train.restore import generate_images, generate_text, requested_labels, restore_run
+from aigc_jax.train.sample_output import grid_columns
 from experiments import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder written by experiments.train.")
@@ -26,6 +31,10 @@ _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step; default the latest.")
 _NUM = flags.DEFINE_integer("num_samples", 64, "Images: how many to draw.", lower_bound=1)
 _PNG = flags.DEFINE_string("png", None, "Images: optional PNG grid of the first 100.")
+_LABEL = flags.DEFINE_integer("label", None, "Images, conditional models: draw class K only.",
+                               lower_bound=0)
+_LABELS = flags.DEFINE_enum("labels", None, ["balanced"],
+                            "Images, conditional models: equal numbers of every class.")
 _BATCH = flags.DEFINE_integer("batch_size", 500, "Images per jitted call.", lower_bound=1)
 _PROMPTS = flags.DEFINE_multi_string("prompt", ["\n"], "Text: prompt(s) to continue.")
 _CONTINUATIONS = flags.DEFINE_integer("continuations", 1, "Text: continuations per prompt.",
@@ -56,12 +65,21 @@ def sample_text(run) -> None:
 def sample_images(run) -> None:
   if not _OUTPUT.value:
     raise app.UsageError("Image runs need --output=FILE.npy.")
-  images = generate_images(run, _NUM.value, seed=_SEED.value, batch_size=_BATCH.value)
+  if _LABEL.value is not None and _LABELS.value:
+    raise app.UsageError("Give --label=K or --labels=balanced, not both.")
+  labels = requested_labels(run, _NUM.value, _LABEL.value, _LABELS.value == "balanced")
+  images = generate_images(run, _NUM.value, seed=_SEED.value, batch_size=_BATCH.value,
+                           labels=labels)
   np.save(_OUTPUT.value, images)
   logging.info("Wrote %s samples %s from step %d to %s.", len(images), images.shape[1:],
                run.step, _OUTPUT.value)
+  if labels is not None:
+    labels_path = os.path.splitext(_OUTPUT.value)[0] + ".labels.npy"
+    np.save(labels_path, labels)
+    logging.info("Wrote their labels to %s.", labels_path)
   if _PNG.value:
-    save_png(_PNG.value, make_grid(images[:100]))
+    columns = grid_columns(run.config, run.spec) if _LABEL.value is None else None
+    save_png(_PNG.value, make_grid(images[:100], columns))  # Balanced: a column per class.
     logging.info("Wrote grid %s.", _PNG.value)
 
 

@@ -1,11 +1,14 @@
 """Every variant of every config file builds, and the family it names exists."""
 
+import jax
 import pytest
 
+from aigc_jax.data.sources import ImageSpec
 from aigc_jax.train.family import get_family
-from experiments.configs import char_gpt, mlp_gan, vae
+from experiments.configs import cgan, char_gpt, dcgan, mlp_gan, vae
 
-CONFIGS = {"mlp_gan": mlp_gan, "vae": vae, "char_gpt": char_gpt}
+CONFIGS = {"mlp_gan": mlp_gan, "dcgan": dcgan, "cgan": cgan, "vae": vae, "char_gpt": char_gpt}
+SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
 
 
 @pytest.mark.parametrize("name,variant", [(n, v) for n, m in CONFIGS.items()
@@ -15,7 +18,14 @@ def test_each_variant_builds_and_names_a_family(name, variant):
   get_family(config.family)
   assert config.batch_size > 0 and config.num_steps > 0
   if config.steps_per_call > 1:
-    assert config.model.arch != "conv", "convs run slowly inside a scanned loop on CPU"
+    assert config.model.arch not in ("conv", "dcgan"), "convs run slowly in a scanned loop on CPU"
+  if config.family == "gan" and config.data.name in SHAPES:  # The models fit the data.
+    spec = ImageSpec(image_shape=SHAPES[config.data.name], num_classes=10)
+    family = get_family(config.family)
+    state = jax.eval_shape(lambda: family.create_state(config, jax.random.key(0), spec))
+    images = jax.eval_shape(lambda s: family.make_sampler(config, spec)(
+        s, jax.random.key(0), 2), state)
+    assert images.shape == (2, *spec.image_shape)
 
 
 @pytest.mark.parametrize("module", CONFIGS.values())

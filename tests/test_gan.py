@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 
 from aigc_jax.data.sources import ImageSpec
-from aigc_jax.losses.gan import GAN_LOSSES, get_gan_loss
+from aigc_jax.losses.gan import GAN_LOSSES, GANLoss, get_gan_loss, register_gan_loss
+from aigc_jax.losses.gan_penalties import register_d_regularizer
+from aigc_jax.models.dcgan import DCGANGenerator, upsampling_plan
 from aigc_jax.train import gan, sharding
-from experiments.configs import mlp_gan
+from experiments.configs import cgan, dcgan, mlp_gan
 
 SPEC = ImageSpec(image_shape=(8, 8, 1), num_classes=2)
 
@@ -88,9 +90,12 @@ def test_generator_gradient_is_taken_through_the_updated_discriminator():
       jnp.sum(g**2) for g in jax.tree.leaves(direct))), rtol=1e-4)
 
 
-def test_four_devices_give_the_one_device_result():
+@pytest.mark.parametrize("make_config", [lambda: mlp_gan.get_config("tiny"),
+                                         lambda: cgan.get_config("tiny")])
+def test_four_devices_give_the_one_device_result(make_config):
+  """Also for BatchNorm: its statistics are over the global batch, however it is sharded."""
   assert jax.device_count() == 4
-  config = mlp_gan.get_config("tiny")
+  config = make_config()
   results = []
   for devices in (jax.devices()[:1], jax.devices()):
     state, step, mesh = init(config, sharding.make_mesh(devices))
@@ -119,3 +124,112 @@ def test_step_compiles_once_and_makes_no_implicit_transfers():
     for batch in batches:
       state, _ = step(state, batch, rng)
   assert int(state.step) == 3
+
+
+def tiny(base, model=None, **overrides):
+  config = base.get_config("tiny")
+  config.update(overrides)
+  config.model.update(model or {})
+  return config
+
+
+# Every loss meets both backbones; so does every regulariser and D normalisation.
+COMBINATIONS = {
+    "mlp_cond_hinge_r1_spectral_aug_l2": tiny(
+        mlp_gan, loss="hinge", d_reg="r1", g_l2=1e-3, diffaugment="translation,cutout",
+        model={"conditional": True, "d_norm": "spectral"}),
+    "mlp_wasserstein_gp": tiny(mlp_gan, loss="wasserstein", d_reg="wgan_gp"),
+    "dcgan_batchnorm": tiny(dcgan),
+    "dcgan_cond_hinge_r1_spectral": tiny(cgan, loss="hinge", d_reg="r1",
+                                         model={"d_norm": "spectral"}),
+    "dcgan_wasserstein_gp_nonorm": tiny(dcgan, loss="wasserstein", d_reg="wgan_gp",
+                                        model={"d_norm": "none"}),
+    "dcgan_cond_r1_gp_aug_l2": tiny(cgan, d_reg="r1,wgan_gp", g_l2=1e-3,
+                                    diffaugment="color,translation,cutout"),
+}
+
+
+def moved(before, after):
+  return any(not np.allclose(a, b) for a, b in zip(jax.tree.leaves(before),
+                                                   jax.tree.leaves(after)))
+
+
+@pytest.mark.parametrize("name", sorted(COMBINATIONS))
+def test_one_step_of_each_model_loss_and_regularizer(name):
+  config = COMBINATIONS[name]
+  state, step, mesh = init(config)
+  new, metrics = step(state, sharding.to_global(fake_batch(), sharding.batch_sharded(mesh)),
+                      jax.random.key(1))
+  assert int(new.step) == 1
+  assert moved(state.g_params, new.g_params) and moved(state.d_params, new.d_params)
+  if jax.tree.leaves(state.g_batch_stats):  # BatchNorm running statistics follow the batch.
+    assert moved(state.g_batch_stats, new.g_batch_stats)
+  metrics = jax.device_get(metrics)
+  assert all(np.isfinite(v) for v in metrics.values()), metrics
+  for reg in config.d_reg.split(","):
+    if reg != "none":
+      assert metrics[f"d_reg_{reg}"] > 0
+  assert ("g_l2_penalty" in metrics) == bool(config.g_l2)
+  images = jax.jit(gan.make_sampler(config, SPEC), static_argnums=2)(new, jax.random.key(2), 6)
+  assert images.shape == (6, *SPEC.image_shape)
+  assert float(jnp.max(jnp.abs(images))) <= 1.0
+
+
+def test_conditional_models_listen_to_the_label():
+  config = cgan.get_config("tiny")
+  state, step, mesh = init(config)
+  generator, discriminator = gan.build_models(config, SPEC)
+  z = jnp.ones((2, config.latent_dim))
+  g_vars = {"params": state.g_params, "batch_stats": state.g_batch_stats}
+  a, b = (generator.apply(g_vars, z, jnp.array([k, k]), train=False) for k in (0, 1))
+  assert not np.allclose(a, b)
+  d_vars = {"params": state.d_params, "batch_stats": state.d_batch_stats}
+  x = jnp.asarray(fake_batch(2)["image"])
+  logits = [discriminator.apply(d_vars, x, jnp.array([k, k]), train=False) for k in (0, 1)]
+  assert not np.allclose(*logits)
+  sample = gan.make_sampler(config, SPEC)
+  balanced = sample(state, jax.random.key(0), 4)
+  explicit = sample(state, jax.random.key(0), 4, jnp.array([0, 1, 0, 1]))
+  np.testing.assert_allclose(balanced, explicit)  # No labels -> 0, 1, 0, 1, ...
+  with pytest.raises(ValueError, match="unconditional"):
+    gan.make_sampler(mlp_gan.get_config("tiny"), SPEC)(state, jax.random.key(0), 4,
+                                                        jnp.zeros(4, jnp.int32))
+  with pytest.raises(ValueError, match="labelled dataset"):
+    gan.build_models(config, ImageSpec(image_shape=(8, 8, 1), num_classes=0))
+
+
+def test_dcgan_reaches_any_side_without_resizing_and_samples_in_inference_mode():
+  assert upsampling_plan(28, 2) == (7, [2, 2])
+  assert upsampling_plan(32, 3) == (4, [2, 2, 2])
+  assert upsampling_plan(28, 3) == (7, [2, 2, 1])
+  for shape in ((28, 28, 1), (32, 32, 3)):
+    generator = DCGANGenerator(shape, widths=(8, 4, 4))
+    z = jax.random.normal(jax.random.key(0), (8, 5))
+    variables = generator.init(jax.random.key(1), z, train=False)
+    assert generator.apply(variables, z, train=False).shape == (8, *shape)
+    # Inference mode uses running statistics: a sample does not depend on its batch-mates.
+    np.testing.assert_allclose(generator.apply(variables, z[:3], train=False),
+                               generator.apply(variables, z, train=False)[:3], atol=1e-6)
+    train_out, _ = generator.apply(variables, z[:3], mutable=["batch_stats"])
+    assert not np.allclose(train_out, generator.apply(variables, z[:3], train=False))
+
+
+# A user's own loss and penalty, registered by name outside the library (as in README).
+register_gan_loss("test_least_squares", GANLoss(
+    lambda r, f: jnp.mean((r - 1) ** 2) + jnp.mean(f ** 2), lambda f: jnp.mean((f - 1) ** 2)))
+register_d_regularizer("test_drift", lambda discriminate, real, fake, rng, config:
+                       config.drift * jnp.mean(discriminate(real) ** 2))
+
+
+def test_user_registered_loss_and_penalty_are_picked_by_config():
+  config = mlp_gan.get_config("tiny")
+  config.loss, config.d_reg = "test_least_squares", "test_drift"
+  config.drift = 0.5  # The user's own key for their penalty.
+  state, step, mesh = init(config)
+  batch = fake_batch()
+  _, metrics = step(state, sharding.to_global(batch, sharding.batch_sharded(mesh)),
+                    jax.random.key(1))
+  _, discriminator = gan.build_models(config, SPEC)
+  real_logits = discriminator.apply({"params": state.d_params}, batch["image"])
+  np.testing.assert_allclose(metrics["d_reg_test_drift"], 0.5 * jnp.mean(real_logits**2),
+                             rtol=1e-5)

@@ -50,3 +50,23 @@ def _non_saturating_g(fake_logits):
 
 NON_SATURATING = register_gan_loss("non_saturating",
                                    GANLoss(_non_saturating_d, _non_saturating_g))
+
+
+def _hinge_d(real_logits, fake_logits):
+  # Margin loss of geometric GAN / SAGAN / BigGAN: D stops pushing once a logit clears 1.
+  return jnp.mean(jax.nn.relu(1.0 - real_logits)) + jnp.mean(jax.nn.relu(1.0 + fake_logits))
+
+
+def _raise_fake_scores(fake_logits):
+  # G simply raises D's score of its samples (hinge and Wasserstein alike).
+  return -jnp.mean(fake_logits)
+
+
+def _wasserstein_d(real_logits, fake_logits):
+  # Critic estimate of -W1 (Arjovsky et al. 2017); needs a Lipschitz critic: pair it with
+  # d_reg='wgan_gp' or d_norm='spectral'.
+  return jnp.mean(fake_logits) - jnp.mean(real_logits)
+
+
+HINGE = register_gan_loss("hinge", GANLoss(_hinge_d, _raise_fake_scores))
+WASSERSTEIN = register_gan_loss("wasserstein", GANLoss(_wasserstein_d, _raise_fake_scores))

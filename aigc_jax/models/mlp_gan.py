@@ -2,7 +2,8 @@
 
 Generator z -> 128 -> 256 -> 512 -> prod(image_shape), tanh; discriminator image -> 512
 -> 256 -> 128 -> 1 logit; LeakyReLU(0.01) throughout (the Keras default slope the seed
-model used).
+model used). With num_classes > 0 both become class-conditional (label embedding into G,
+projection D; see conditioning.py).
 """
 
 from __future__ import annotations
@@ -13,17 +14,23 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
+from aigc_jax.models.conditioning import ProjectionHead, append_label_embedding, normalized
+
 
 class MLPGenerator(nn.Module):
-  """Maps latents (B, Z) to images (B, H, W, C) in [-1, 1]."""
+  """Maps latents (B, Z) [+ labels (B,)] to images (B, H, W, C) in [-1, 1]."""
 
   image_shape: tuple[int, int, int]
   hidden: Sequence[int] = (128, 256, 512)
   negative_slope: float = 0.01
+  num_classes: int = 0
+  label_features: int = 32  # Width of the label embedding appended to z.
 
   @nn.compact
-  def __call__(self, z: jnp.ndarray) -> jnp.ndarray:
-    x = z
+  def __call__(self, z: jnp.ndarray, labels: jnp.ndarray | None = None,
+               train: bool = True) -> jnp.ndarray:
+    del train  # No batch statistics here; the argument keeps the generator interface.
+    x = append_label_embedding(z, labels, self.num_classes, self.label_features)
     for width in self.hidden:
       x = nn.leaky_relu(nn.Dense(width)(x), self.negative_slope)
     x = nn.Dense(int(np.prod(self.image_shape)))(x)
@@ -31,14 +38,17 @@ class MLPGenerator(nn.Module):
 
 
 class MLPDiscriminator(nn.Module):
-  """Maps images (B, H, W, C) to one real/fake logit each, shape (B,)."""
+  """Maps images (B, H, W, C) [+ labels (B,)] to one real/fake logit each, shape (B,)."""
 
   hidden: Sequence[int] = (512, 256, 128)
   negative_slope: float = 0.01
+  num_classes: int = 0
+  norm: str = "none"  # 'none' or 'spectral'.
 
   @nn.compact
-  def __call__(self, images: jnp.ndarray) -> jnp.ndarray:
+  def __call__(self, images: jnp.ndarray, labels: jnp.ndarray | None = None,
+               train: bool = True) -> jnp.ndarray:
     x = images.reshape((images.shape[0], -1))  # (B, H*W*C)
     for width in self.hidden:
-      x = nn.leaky_relu(nn.Dense(width)(x), self.negative_slope)
-    return nn.Dense(1)(x)[:, 0]
+      x = nn.leaky_relu(normalized(nn.Dense(width), self.norm, train)(x), self.negative_slope)
+    return ProjectionHead(self.num_classes, self.norm)(x, labels, train)

@@ -1,4 +1,11 @@
-"""GAN family: state, one-call D+G train step, and sampling from the EMA generator."""
+"""GAN family: state, one-call D+G train step, and sampling from the EMA generator.
+
+Everything a researcher varies is picked by name in the config: the backbone
+(`model.arch`: 'mlp' or 'dcgan'), class conditioning (`model.conditional`), D's
+normalisation (`model.d_norm`), the loss (`loss`, aigc_jax.losses.gan), D regularisers
+(`d_reg`, aigc_jax.losses.gan_penalties), an L2 penalty on G (`g_l2`), DiffAugment
+(`diffaugment`) and the EMA (`ema_decay`).
+"""
 
 from __future__ import annotations
 
@@ -9,10 +16,13 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from aigc_jax.data.diff_augment import diff_augment, parse_policy
 from aigc_jax.data.sources import ImageSpec
 from aigc_jax.losses.gan import get_gan_loss
+from aigc_jax.losses.gan_penalties import get_d_regularizers, l2_penalty
+from aigc_jax.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from aigc_jax.models.mlp_gan import MLPDiscriminator, MLPGenerator
-from aigc_jax.train.family import Family
+from aigc_jax.train.family import Family, balanced_labels
 from aigc_jax.train.rng import step_streams
 
 
@@ -26,16 +36,33 @@ class GANState:
   g_opt_state: optax.OptState
   d_opt_state: optax.OptState
   ema_g_params: flax.core.FrozenDict  # Polyak average of g_params; used for sampling.
+  # Non-trained variables ('batch_stats': BatchNorm running statistics, spectral-norm
+  # power-iteration vectors); empty for models without them.
+  g_batch_stats: flax.core.FrozenDict
+  d_batch_stats: flax.core.FrozenDict
+
+
+def num_label_classes(config: ml_collections.ConfigDict, spec: ImageSpec) -> int:
+  """spec.num_classes for a conditional model, 0 otherwise."""
+  if not config.model.conditional:
+    return 0
+  if spec.num_classes < 2:
+    raise ValueError("model.conditional=True needs a labelled dataset; this one has "
+                     f"{spec.num_classes} classes. Set --config.model.conditional=False.")
+  return spec.num_classes
 
 
 def build_models(config: ml_collections.ConfigDict, spec: ImageSpec
                  ) -> tuple[nn.Module, nn.Module]:
-  arch = config.model.arch
-  if arch == "mlp":
-    return (MLPGenerator(spec.image_shape, tuple(config.model.g_hidden),
-                         config.model.negative_slope),
-            MLPDiscriminator(tuple(config.model.d_hidden), config.model.negative_slope))
-  raise ValueError(f"Unknown GAN architecture model.arch='{arch}'; available: 'mlp'.")
+  m, num_classes = config.model, num_label_classes(config, spec)
+  if m.arch == "mlp":
+    return (MLPGenerator(spec.image_shape, tuple(m.g_hidden), m.negative_slope, num_classes,
+                         m.label_features),
+            MLPDiscriminator(tuple(m.d_hidden), m.negative_slope, num_classes, m.d_norm))
+  if m.arch == "dcgan":
+    return (DCGANGenerator(spec.image_shape, tuple(m.g_widths), num_classes, m.label_features),
+            DCGANDiscriminator(tuple(m.d_widths), num_classes, m.d_norm))
+  raise ValueError(f"Unknown GAN architecture model.arch='{m.arch}'; available: 'mlp', 'dcgan'.")
 
 
 def build_optimizers(config: ml_collections.ConfigDict
@@ -45,16 +72,23 @@ def build_optimizers(config: ml_collections.ConfigDict
           optax.adam(opt.d_learning_rate, b1=opt.b1, b2=opt.b2))
 
 
+def _variables(params, batch_stats) -> dict:
+  return {"params": params, "batch_stats": batch_stats}
+
+
 def create_state(config: ml_collections.ConfigDict, rng: jax.Array,
                  spec: ImageSpec) -> GANState:
   generator, discriminator = build_models(config, spec)
   g_tx, d_tx = build_optimizers(config)
   g_rng, d_rng = jax.random.split(rng)
-  g_params = generator.init(g_rng, jnp.zeros((1, config.latent_dim)))["params"]
-  d_params = discriminator.init(d_rng, jnp.zeros((1, *spec.image_shape)))["params"]
+  labels = jnp.zeros((1,), jnp.int32) if config.model.conditional else None
+  g_vars = generator.init(g_rng, jnp.zeros((1, config.latent_dim)), labels, train=False)
+  d_vars = discriminator.init(d_rng, jnp.zeros((1, *spec.image_shape)), labels, train=False)
+  g_params, d_params = g_vars["params"], d_vars["params"]
   return GANState(step=jnp.zeros((), jnp.int32), g_params=g_params, d_params=d_params,
                   g_opt_state=g_tx.init(g_params), d_opt_state=d_tx.init(d_params),
-                  ema_g_params=g_params)
+                  ema_g_params=g_params, g_batch_stats=g_vars.get("batch_stats", {}),
+                  d_batch_stats=d_vars.get("batch_stats", {}))
 
 
 def make_train_step(config: ml_collections.ConfigDict, spec: ImageSpec):
@@ -63,62 +97,100 @@ def make_train_step(config: ml_collections.ConfigDict, spec: ImageSpec):
   One call updates D on real and generated images, then G against the updated D. The
   generator's forward pass is run once and reused for both updates (via `jax.vjp`), as
   the usual PyTorch recipe reuses `fake` -- G's update sees exactly the samples D saw.
+  A conditional G draws for the batch's own labels, so D compares like with like.
   """
   generator, discriminator = build_models(config, spec)
   g_tx, d_tx = build_optimizers(config)
   loss = get_gan_loss(config.loss)
+  regularizers = get_d_regularizers(config.d_reg)
+  parse_policy(config.diffaugment)  # Fails now, naming the bad op, rather than mid-trace.
+  augment = lambda rng, images: diff_augment(rng, images, config.diffaugment)
+
+  def discriminate(d_params, d_batch_stats, images, labels):
+    logits, updates = discriminator.apply(_variables(d_params, d_batch_stats), images, labels,
+                                          train=True, mutable=["batch_stats"])
+    return logits, updates.get("batch_stats", {})
 
   def train_step(state: GANState, batch, rng):
     real = batch["image"]
-    (latent_rng,) = step_streams(rng, state.step, "latent")
+    labels = batch["label"] if config.model.conditional else None
+    latent_rng, augment_rng, penalty_rng = step_streams(rng, state.step, "latent", "augment",
+                                                        "penalty")
+    real_aug_rng, fake_aug_rng, g_aug_rng = jax.random.split(augment_rng, 3)
     z = jax.random.normal(latent_rng, (real.shape[0], config.latent_dim))
-    fake, pull_back_to_g = jax.vjp(
-        lambda p: generator.apply({"params": p}, z), state.g_params)
+    fake, pull_back_to_g, g_updates = jax.vjp(
+        lambda p: generator.apply(_variables(p, state.g_batch_stats), z, labels, train=True,
+                                  mutable=["batch_stats"]), state.g_params, has_aux=True)
 
     def d_objective(d_params):
-      # One discriminator pass over [real; fake] (B*2 rows) instead of two.
-      logits = discriminator.apply(
-          {"params": d_params}, jnp.concatenate([real, jax.lax.stop_gradient(fake)]))
-      real_logits, fake_logits = jnp.split(logits, 2)
-      return loss.discriminator(real_logits, fake_logits), (real_logits, fake_logits)
+      real_in = augment(real_aug_rng, real)
+      fake_in = augment(fake_aug_rng, jax.lax.stop_gradient(fake))
+      # Real and fake go through D as two batches, so BatchNorm in D normalises each on
+      # its own as in the reference DCGAN recipe; vmap still makes them one kernel.
+      pair_labels = None if labels is None else jnp.stack([labels, labels])
+      logits, stats = jax.vmap(discriminate, in_axes=(None, None, 0, 0 if labels is not None
+                                                      else None))(
+          d_params, state.d_batch_stats, jnp.stack([real_in, fake_in]), pair_labels)
+      real_logits, fake_logits = logits
+      d_loss = loss.discriminator(real_logits, fake_logits)
+      at_current_d = lambda x: discriminate(d_params, state.d_batch_stats, x, labels)[0]
+      penalties = {name: penalty(at_current_d, real_in, fake_in, penalty_rng, config)
+                   for name, penalty in regularizers.items()}
+      new_stats = jax.tree.map(lambda s: jnp.mean(s, axis=0), stats)
+      return d_loss + sum(penalties.values()), (d_loss, real_logits, fake_logits, new_stats,
+                                                penalties)
 
-    (d_loss, (real_logits, fake_logits)), d_grads = jax.value_and_grad(
-        d_objective, has_aux=True)(state.d_params)
+    (_, (d_loss, real_logits, fake_logits, d_batch_stats, penalties)), d_grads = (
+        jax.value_and_grad(d_objective, has_aux=True)(state.d_params))
     d_updates, d_opt_state = d_tx.update(d_grads, state.d_opt_state, state.d_params)
     d_params = optax.apply_updates(state.d_params, d_updates)
 
-    g_loss, fake_grads = jax.value_and_grad(
-        lambda x: loss.generator(discriminator.apply({"params": d_params}, x)))(fake)
+    g_loss, fake_grads = jax.value_and_grad(lambda x: loss.generator(
+        discriminate(d_params, d_batch_stats, augment(g_aug_rng, x), labels)[0]))(fake)
     (g_grads,) = pull_back_to_g(fake_grads)
-    g_updates, g_opt_state = g_tx.update(g_grads, state.g_opt_state, state.g_params)
-    g_params = optax.apply_updates(state.g_params, g_updates)
+    if config.g_l2:  # Gradient of g_l2 * 1/2 ||theta||^2 added to G's.
+      g_grads = jax.tree.map(lambda g, p: g + config.g_l2 * p, g_grads, state.g_params)
+    g_opt_updates, g_opt_state = g_tx.update(g_grads, state.g_opt_state, state.g_params)
+    g_params = optax.apply_updates(state.g_params, g_opt_updates)
     ema_g_params = optax.incremental_update(g_params, state.ema_g_params,
                                             step_size=1.0 - config.ema_decay)
 
     new_state = state.replace(step=state.step + 1, g_params=g_params, d_params=d_params,
                               g_opt_state=g_opt_state, d_opt_state=d_opt_state,
-                              ema_g_params=ema_g_params)
+                              ema_g_params=ema_g_params,
+                              g_batch_stats=g_updates.get("batch_stats", {}),
+                              d_batch_stats=d_batch_stats)
     metrics = {
         "d_loss": d_loss, "g_loss": g_loss,
-        "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),  # D's belief real is real.
-        "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),  # D's belief fake is real.
+        "d_real_logit": jnp.mean(real_logits), "d_fake_logit": jnp.mean(fake_logits),
         "g_grad_norm": optax.tree.norm(g_grads), "d_grad_norm": optax.tree.norm(d_grads),
         "g_param_norm": optax.tree.norm(g_params),
         "d_param_norm": optax.tree.norm(d_params),
+        **{f"d_reg_{name}": value for name, value in penalties.items()},
     }
+    if config.g_l2:
+      metrics["g_l2_penalty"] = config.g_l2 * l2_penalty(state.g_params)
     return new_state, metrics
 
   return train_step
 
 
 def make_sampler(config: ml_collections.ConfigDict, spec: ImageSpec):
+  """sample(state, rng, num, labels=None): EMA generator, BatchNorm in inference mode.
+
+  A conditional model draws balanced classes when no labels are given.
+  """
   generator, _ = build_models(config, spec)
+  num_classes = num_label_classes(config, spec)
 
   def sample(state: GANState, rng: jax.Array, num_samples: int, labels=None) -> jax.Array:
-    if labels is not None:
+    if not num_classes and labels is not None:
       raise ValueError("This GAN is unconditional; it cannot sample given labels.")
+    if num_classes and labels is None:
+      labels = balanced_labels(num_samples, num_classes)
     z = jax.random.normal(rng, (num_samples, config.latent_dim))
-    return generator.apply({"params": state.ema_g_params}, z)
+    return generator.apply(_variables(state.ema_g_params, state.g_batch_stats), z, labels,
+                           train=False)
 
   return sample
 

@@ -25,7 +25,7 @@ from aigc_jax.train.family import Family, TrainStep, get_family
 from aigc_jax.train.metric_writer import MetricWriter
 from aigc_jax.train.preemption import sigterm_flag
 from aigc_jax.train.replicated import fetch
-from aigc_jax.train.sample_output import save_samples
+from aigc_jax.train.sample_output import grid_columns, save_samples
 from aigc_jax.train.step_logger import StepLogger
 from aigc_jax.train.rng import stream
 
@@ -171,7 +171,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         if crossed(config.sample_every, before, step) or last:
           samples = fetch(sample(state, grid_rng, config.num_grid_samples))
           if is_chief:
-            save_samples(spec, samples, workdir, step, writer)
+            save_samples(spec, samples, workdir, step, writer,
+                         columns=grid_columns(config, spec))
         if (crossed(config.checkpoint_every, before, step) or last
             or preemption.requested):
           logger.flush()  # Never save a state whose metrics were not checked finite.

@@ -16,7 +16,7 @@ from aigc_jax.data.text import TextSpec
 from aigc_jax.train import sharding
 from aigc_jax.models.decoding import continuations, generate
 from aigc_jax.train.checkpoint import Checkpointer, abstract_like
-from aigc_jax.train.family import Family, get_family
+from aigc_jax.train.family import Family, balanced_labels, get_family
 from aigc_jax.train.lm import build_model
 from aigc_jax.train.replicated import fetch
 from aigc_jax.train.rng import stream
@@ -51,6 +51,23 @@ def restore_run(workdir: str, step: int | None = None) -> RestoredRun:
   finally:
     checkpointer.close()
   return RestoredRun(config=config, spec=spec, family=family, state=state, step=step)
+
+
+def requested_labels(run: RestoredRun, num_samples: int, label: int | None = None,
+                     balanced: bool = False) -> np.ndarray | None:
+  """The labels to draw: all `label` if given, else balanced; None for unconditional runs."""
+  conditional = run.config.get("model", {}).get("conditional", False)
+  if not conditional:
+    if label is not None or balanced:
+      raise ValueError(f"This {run.config.family} run is unconditional; it cannot draw given "
+                       "classes. Train a conditional one (e.g. experiments/configs/cgan.py).")
+    return None
+  num_classes = run.spec.num_classes
+  if label is not None and not 0 <= label < num_classes:
+    raise ValueError(f"Label {label} is out of range: this run has classes 0..{num_classes - 1}.")
+  if label is not None:
+    return np.full((num_samples,), label, np.int32)
+  return np.asarray(balanced_labels(num_samples, num_classes), np.int32)
 
 
 def generate_images(run: RestoredRun, num_samples: int, seed: int = 0,

@@ -12,8 +12,14 @@ from aigc_jax.data.text import TextSpec
 from aigc_jax.train.metric_writer import MetricWriter
 
 
+def grid_columns(config, spec: ImageSpec | TextSpec) -> int | None:
+  """One column per class for conditional models (they sample labels 0, 1, ..., K-1, 0, ...)."""
+  conditional = config.get("model", {}).get("conditional", False)
+  return spec.num_classes if conditional else None
+
+
 def save_samples(spec: ImageSpec | TextSpec, samples: np.ndarray, workdir: str, step: int,
-                 writer: MetricWriter) -> str:
+                 writer: MetricWriter, columns: int | None = None) -> str:
   """Images in [-1, 1] -> samples/step_N.png; token rows -> samples/step_N.txt."""
   stem = os.path.join(workdir, "samples", f"step_{step:07d}")
   if isinstance(spec, TextSpec):
@@ -23,7 +29,7 @@ def save_samples(spec: ImageSpec | TextSpec, samples: np.ndarray, workdir: str, 
       f.write("\n\n---\n\n".join(texts))
     writer.write_text(step, "samples", texts[0])
     return stem + ".txt"
-  grid = make_grid(to_unit_range(samples))
+  grid = make_grid(to_unit_range(samples), columns)
   save_png(stem + ".png", grid)
   writer.write_image(step, "samples", grid)
   return stem + ".png"

@@ -32,6 +32,25 @@ def base_config() -> ConfigDict:
   return config
 
 
+def gan_options(config: ConfigDict) -> ConfigDict:
+  """Keys every GAN config shares: objective, regularisers, EMA, optimiser."""
+  config.family = "gan"
+  config.latent_dim = 100
+  config.loss = "non_saturating"  # Name in aigc_jax.losses.gan: non_saturating|hinge|wasserstein.
+  config.d_reg = "none"  # aigc_jax.losses.gan_penalties names, comma-separated: r1, wgan_gp.
+  config.r1_gamma = 10.0  # R1 weight gamma (Mescheder et al. 2018 use 10 on CelebA/LSUN).
+  config.gp_weight = 10.0  # WGAN-GP lambda (Gulrajani et al. 2017).
+  config.g_l2 = 0.0  # L2 weight penalty on G: adds g_l2 * 1/2 ||theta_G||^2 to G's loss.
+  config.diffaugment = ""  # DiffAugment policy, e.g. "color,translation,cutout"; "" = off.
+  config.ema_decay = 0.999  # Sampling uses this Polyak average of G.
+  config.optimizer = ConfigDict()
+  config.optimizer.g_learning_rate = 2e-4  # Radford et al. 2015 (DCGAN) settings.
+  config.optimizer.d_learning_rate = 2e-4
+  config.optimizer.b1 = 0.5
+  config.optimizer.b2 = 0.999
+  return config
+
+
 def tiny_loop(config: ConfigDict) -> ConfigDict:
   """A few steps with every loop event firing, for tests and CPU smoke runs."""
   config.batch_size = 16

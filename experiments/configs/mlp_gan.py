@@ -2,6 +2,8 @@
 
   python -m experiments.train --config=experiments/configs/mlp_gan.py:mnist --workdir=runs/mlp_gan
 Variants: mnist (default), fashion_mnist, tiny (a few CPU seconds; tests).
+Every GAN option (loss, d_reg, g_l2, diffaugment, model.conditional, model.d_norm) is
+described in common.gan_options and docs/gan.md.
 """
 
 from ml_collections import ConfigDict
@@ -13,21 +15,15 @@ VARIANTS = ("mnist", "fashion_mnist", "tiny")
 
 def get_config(variant: str = "mnist") -> ConfigDict:
   common.check_variant("mlp_gan.py", variant, VARIANTS)
-  config = common.base_config()
-  config.family = "gan"
+  config = common.gan_options(common.base_config())
   config.model = ConfigDict()
   config.model.arch = "mlp"
   config.model.g_hidden = (128, 256, 512)
   config.model.d_hidden = (512, 256, 128)
   config.model.negative_slope = 0.01  # LeakyReLU slope of the seed model.
-  config.latent_dim = 100
-  config.loss = "non_saturating"  # Any name in aigc_jax.losses.gan.GAN_LOSSES.
-  config.ema_decay = 0.999  # Sampling uses this Polyak average of G.
-  config.optimizer = ConfigDict()
-  config.optimizer.g_learning_rate = 2e-4  # Radford et al. 2015 (DCGAN) settings.
-  config.optimizer.d_learning_rate = 2e-4
-  config.optimizer.b1 = 0.5
-  config.optimizer.b2 = 0.999
+  config.model.conditional = False  # True: label embedding into G, projection D.
+  config.model.label_features = 32  # Width of G's label embedding.
+  config.model.d_norm = "none"  # "none" or "spectral" (spectral norm on every D layer).
   config.num_steps = 10_000  # About 21 epochs of MNIST at batch 128.
   if variant == "fashion_mnist":
     config.data.name = "fashion_mnist"
