@@ -98,27 +98,39 @@ def test_sigterm_saves_and_exits_cleanly(image_folder, tmp_path):
   assert "SIGTERM received" in (tmp_path / "train.log").read_text()
 
 
-def test_mnist_trains_and_samples_from_the_command_line(mnist_tfds_dir, raw_data_dir,
-                                                       tmp_path):
-  """The README path on real data: offline MNIST, train a few steps, sample to .npy/.png."""
+def test_conditional_gan_trains_on_mnist_and_draws_the_requested_class(
+    mnist_tfds_dir, raw_data_dir, tmp_path):
+  """The README path on real data: offline MNIST, a DCGAN-backed cGAN, class-wise sampling."""
   env = {**os.environ, "TFDS_DATA_DIR": mnist_tfds_dir, "AIGC_RAW_DATA_DIR": raw_data_dir}
   workdir = str(tmp_path / "run")
   train = subprocess.run(
-      command("experiments.train", f"--config={MLP_GAN}:tiny", f"--workdir={workdir}",
-              "--config.num_steps=20", "--config.batch_size=32", "--config.log_every=10"),
+      command("experiments.train", "--config=experiments/configs/cgan.py:tiny",
+              f"--workdir={workdir}", "--config.num_steps=10", "--config.batch_size=32",
+              "--config.log_every=5"),
       cwd=REPO_ROOT, capture_output=True, text=True, env=env)
   assert train.returncode == 0, train.stderr[-3000:]
   assert "on mnist (60,000 images of (28, 28, 1))" in train.stderr
-  samples = tmp_path / "samples.npy"
-  sample = subprocess.run(
-      command("experiments.sample", f"--workdir={workdir}", "--num_samples=12",
-              f"--output={samples}", f"--png={tmp_path / 'grid.png'}"),
-      cwd=REPO_ROOT, capture_output=True, text=True, env=env)
-  assert sample.returncode == 0, sample.stderr[-3000:]
-  images = np.load(samples)
+
+  def sample(name, *flags):
+    out = tmp_path / f"{name}.npy"
+    result = subprocess.run(
+        command("experiments.sample", f"--workdir={workdir}", "--num_samples=12",
+                f"--output={out}", *flags), cwd=REPO_ROOT, capture_output=True, text=True,
+        env=env)
+    return result, out
+
+  result, out = sample("sevens", "--label=7", f"--png={tmp_path / 'grid.png'}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  images = np.load(out)
   assert images.shape == (12, 28, 28, 1) and images.dtype == np.float32
   assert 0.0 <= images.min() and images.max() <= 1.0
   assert (tmp_path / "grid.png").stat().st_size > 0
+  assert np.load(tmp_path / "sevens.labels.npy").tolist() == [7] * 12
+  result, _ = sample("balanced", "--labels=balanced")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert np.load(tmp_path / "balanced.labels.npy").tolist() == [*range(10), 0, 1]
+  result, _ = sample("bad", "--label=10")
+  assert result.returncode != 0 and "Label 10 is out of range" in result.stderr
 
 
 def test_char_gpt_trains_and_continues_prompts_on_tiny_shakespeare(raw_data_dir, tmp_path):
@@ -140,7 +152,8 @@ def test_char_gpt_trains_and_continues_prompts_on_tiny_shakespeare(raw_data_dir,
       cwd=REPO_ROOT, capture_output=True, text=True, env=env)
   assert sample.returncode == 0, sample.stderr[-3000:]
   assert "=== 'ROMEO:'\nROMEO:" in sample.stdout and "=== 'JULIET:'\nJULIET:" in sample.stdout
-  evaluate = subprocess.run(command("experiments.evaluate", f"--workdir={workdir}"),
+  evaluate = subprocess.run(command("experiments.evaluate", f"--workdir={workdir}",
+                                    "--text_samples=3", "--text_chars=30"),
                             cwd=REPO_ROOT, capture_output=True, text=True, env=env)
   assert evaluate.returncode == 0, evaluate.stderr[-3000:]
   with open(os.path.join(workdir, "eval", "step_6.json")) as f:
@@ -148,3 +161,36 @@ def test_char_gpt_trains_and_continues_prompts_on_tiny_shakespeare(raw_data_dir,
   for split in ("validation", "test"):
     assert report[f"{split}_bits_per_char"] == pytest.approx(
         report[f"{split}_loss"] / np.log(2), rel=1e-5)
+  samples = report["samples"]
+  assert samples["num_samples"] == 3 and 0.0 <= samples["invented_word_rate"] <= 1.0
+  assert 0.0 <= samples["bleu_vs_reference"] <= 1.0
+
+
+def test_evaluate_scores_gan_samples_in_a_saved_feature_space(image_folder, tmp_path):
+  workdir, classifier = str(tmp_path / "cgan"), str(tmp_path / "classifier")
+  train = subprocess.run(
+      command("experiments.train", "--config=experiments/configs/cgan.py:tiny",
+              f"--workdir={workdir}", "--config.data.name=image_folder",
+              f"--config.data.image_folder={image_folder}", "--config.data.eval_split=train"),
+      cwd=REPO_ROOT, capture_output=True, text=True)
+  assert train.returncode == 0, train.stderr[-3000:]
+  reports = []
+  for _ in range(2):  # The first run trains the classifier; the second must reuse it.
+    evaluate = subprocess.run(
+        command("experiments.evaluate", f"--workdir={workdir}", "--num_samples=40",
+                f"--classifier_dir={classifier}"),
+        cwd=REPO_ROOT, capture_output=True, text=True)
+    assert evaluate.returncode == 0, evaluate.stderr[-3000:]
+    with open(os.path.join(workdir, "eval", "step_4.json")) as f:
+      reports.append(json.load(f))
+    reports[-1]["log"] = evaluate.stderr
+  first, second = reports
+  assert "training one on image_folder" in first["log"]
+  assert "training one" not in second["log"]
+  assert first["feature_classifier"]["fingerprint"] == second["feature_classifier"]["fingerprint"]
+  samples = first["samples"]
+  assert samples["num_samples"] == 40 and samples["fid"] >= 0
+  for key in ("precision", "recall", "coverage", "class_conditional_accuracy",
+              "hallucination_off_manifold", "near_copy_share"):
+    assert 0.0 <= samples[key] <= 1.0, key
+  assert first["samples"] == second["samples"]  # Same seed, same classifier: same numbers.

@@ -1,0 +1,170 @@
+"""The per-dataset feature network that image metrics are measured in.
+
+FID and its relatives need a feature space; Inception features mean nothing for 28x28
+digits, and downloading weights is not allowed here. So each dataset gets a small
+classifier trained by this project on its real training split, with fixed settings, and
+saved once (Orbax) beside a JSON card: settings, test accuracy, and a fingerprint of the
+weights. Every evaluation report copies that card, so two reports are comparable exactly
+when their fingerprints match; evaluation loads the saved network and never silently
+retrains one with other settings.
+
+Features are the 256-wide penultimate layer; probabilities are the softmax head.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+
+from aigc_jax.data.sources import ImageData
+from aigc_jax.models.matmul_conv import MatmulConv
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierSettings:
+  """Everything that determines a trained feature network (with the data and seed)."""
+
+  widths: tuple[int, ...] = (32, 64)  # 4x4 stride-2 convs.
+  features: int = 256
+  epochs: int = 3
+  batch_size: int = 128
+  learning_rate: float = 1e-3
+  seed: int = 0
+
+
+class FeatureClassifier(nn.Module):
+  """Images in [-1, 1] (B, H, W, C) -> (features (B, F), logits (B, K))."""
+
+  num_classes: int
+  widths: tuple[int, ...] = (32, 64)
+  features: int = 256
+
+  @nn.compact
+  def __call__(self, images: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    x = images
+    for width in self.widths:
+      x = nn.relu(MatmulConv(width, (4, 4), (2, 2))(x))
+    x = nn.relu(nn.Dense(self.features)(x.reshape((x.shape[0], -1))))
+    return x, nn.Dense(self.num_classes)(x)
+
+
+def to_model_range(images_uint8: np.ndarray) -> np.ndarray:
+  return images_uint8.astype(np.float32) / 127.5 - 1.0
+
+
+def train_classifier(data: ImageData, settings: ClassifierSettings = ClassifierSettings(),
+                     log=print) -> tuple[FeatureClassifier, dict]:
+  """Trains on all of `data` (in memory, jitted steps); returns the model and params."""
+  model = FeatureClassifier(data.num_classes, settings.widths, settings.features)
+  rng = jax.random.key(settings.seed)
+  params = model.init(rng, jnp.zeros((1, *data.images.shape[1:])))["params"]
+  tx = optax.adam(settings.learning_rate)
+  opt_state = tx.init(params)
+
+  @jax.jit
+  def step(params, opt_state, images, labels):
+    def loss_fn(p):
+      _, logits = model.apply({"params": p}, images)
+      return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    loss, grads = jax.value_and_grad(loss_fn)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+  order_rng = np.random.default_rng(settings.seed)
+  batch_size = min(settings.batch_size, len(data.images))  # Tiny test sets: one batch.
+  steps_per_epoch = len(data.images) // batch_size
+  for epoch in range(settings.epochs):
+    order = order_rng.permutation(len(data.images))
+    for i in range(steps_per_epoch):
+      idx = order[i * batch_size:(i + 1) * batch_size]
+      params, opt_state, loss = step(params, opt_state, to_model_range(data.images[idx]),
+                                     data.labels[idx])
+    log(f"feature classifier epoch {epoch + 1}/{settings.epochs}: loss {float(loss):.4f}")
+  return model, params
+
+
+def features_and_probs(model: FeatureClassifier, params, images_unit: np.ndarray,
+                       batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+  """Images in [0, 1] (N, H, W, C) -> features (N, F) and class probabilities (N, K)."""
+  apply = jax.jit(lambda p, x: model.apply({"params": p}, x))
+  feats, probs = [], []
+  for start in range(0, len(images_unit), batch_size):
+    chunk = np.asarray(images_unit[start:start + batch_size], np.float32) * 2.0 - 1.0
+    f, logits = apply(params, chunk)
+    feats.append(np.asarray(f))
+    probs.append(np.asarray(jax.nn.softmax(logits)))
+  return np.concatenate(feats), np.concatenate(probs)
+
+
+def fingerprint(params) -> str:
+  """A short hash of the weights: equal fingerprints, same feature space."""
+  digest = hashlib.sha256()
+  for leaf in jax.tree.leaves(params):
+    digest.update(np.asarray(leaf, np.float32).tobytes())
+  return digest.hexdigest()[:16]
+
+
+def save(directory: str, params, card: dict) -> None:
+  directory = os.path.abspath(directory)
+  with ocp.StandardCheckpointer() as checkpointer:
+    checkpointer.save(os.path.join(directory, "params"), params, force=True)
+  with open(os.path.join(directory, "card.json"), "w") as f:
+    json.dump(card, f, indent=2)
+
+
+def load(directory: str, num_classes: int, image_shape) -> tuple[FeatureClassifier, dict, dict]:
+  """The saved network, its params and its card; fails naming the folder if it is not there."""
+  directory = os.path.abspath(directory)
+  card_path = os.path.join(directory, "card.json")
+  if not os.path.isfile(card_path):
+    raise FileNotFoundError(
+        f"No feature classifier in {directory}. Train one once with "
+        f"python -m experiments.train_classifier --dataset=NAME --output={directory}")
+  with open(card_path) as f:
+    card = json.load(f)
+  settings = ClassifierSettings(**{**card["settings"], "widths": tuple(card["settings"]["widths"])})
+  model = FeatureClassifier(num_classes, settings.widths, settings.features)
+  abstract = jax.eval_shape(lambda: model.init(jax.random.key(0),
+                                               jnp.zeros((1, *image_shape)))["params"])
+  with ocp.StandardCheckpointer() as checkpointer:
+    params = checkpointer.restore(os.path.join(directory, "params"), abstract)
+  if fingerprint(params) != card["fingerprint"]:
+    raise ValueError(f"Feature classifier weights in {directory} do not match its card "
+                     "(fingerprint differs): the folder is corrupt; retrain it.")
+  return model, params, card
+
+
+def accuracy(model: FeatureClassifier, params, data: ImageData) -> float:
+  _, probs = features_and_probs(model, params, data.images.astype(np.float32) / 255.0)
+  return float(np.mean(np.argmax(probs, 1) == data.labels))
+
+
+def load_or_train(directory: str, dataset: str, train: ImageData, test: ImageData,
+                  log=print) -> tuple[FeatureClassifier, dict, dict]:
+  """The dataset's feature network from `directory`; trained there once, with the fixed
+  default settings, if the folder has none yet."""
+  if os.path.isfile(os.path.join(directory, "card.json")):
+    model, params, card = load(directory, train.num_classes, train.images.shape[1:])
+    if card["dataset"] != dataset:
+      raise ValueError(f"{directory} holds the feature classifier of '{card['dataset']}', "
+                       f"not '{dataset}'. Point --classifier_dir at the right folder.")
+    return model, params, card
+  settings = ClassifierSettings()
+  log(f"No feature classifier in {directory}: training one on {dataset} "
+      f"({dataclasses.asdict(settings)}); later evaluations reuse it.")
+  model, params = train_classifier(train, settings, log)
+  card = {"dataset": dataset, "settings": dataclasses.asdict(settings),
+          "test_accuracy": accuracy(model, params, test), "fingerprint": fingerprint(params),
+          "train_examples": len(train.images)}
+  save(directory, params, card)
+  log(f"Feature classifier saved to {directory}: test accuracy {card['test_accuracy']:.4f}.")
+  return model, params, card

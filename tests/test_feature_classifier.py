@@ -1,0 +1,44 @@
+"""The feature network: learns, saves with its card, reloads identically, refuses mix-ups."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from aigc_jax.data.sources import ImageData
+from aigc_jax.metrics import feature_classifier as fc
+
+
+def two_class_data(n=256, seed=0):
+  rng = np.random.default_rng(seed)
+  labels = np.arange(n) % 2
+  images = rng.integers(0, 100, (n, 8, 8, 1)) + 150 * labels[:, None, None, None]
+  return ImageData(images.astype(np.uint8), labels.astype(np.int32), 2)
+
+
+def test_trains_saves_and_reloads_the_same_features(tmp_path):
+  train, test = two_class_data(), two_class_data(seed=1)
+  settings = fc.ClassifierSettings(widths=(4, 8), features=16, epochs=4, batch_size=32)
+  model, params = fc.train_classifier(train, settings, log=lambda _: None)
+  assert fc.accuracy(model, params, test) > 0.95
+  card = {"dataset": "two_class", "settings": {**settings.__dict__},
+          "fingerprint": fc.fingerprint(params), "test_accuracy": 1.0}
+  fc.save(str(tmp_path), params, card)
+  loaded_model, loaded, loaded_card = fc.load(str(tmp_path), 2, (8, 8, 1))
+  assert loaded_card["fingerprint"] == card["fingerprint"]
+  images = test.images[:10].astype(np.float32) / 255.0
+  np.testing.assert_allclose(fc.features_and_probs(loaded_model, loaded, images)[0],
+                             fc.features_and_probs(model, params, images)[0], rtol=1e-6)
+  with pytest.raises(ValueError, match="holds the feature classifier of 'two_class'"):
+    fc.load_or_train(str(tmp_path), "mnist", train, test)
+  card["fingerprint"] = "0" * 16
+  with open(os.path.join(tmp_path, "card.json"), "w") as f:
+    json.dump(card, f)
+  with pytest.raises(ValueError, match="corrupt"):
+    fc.load(str(tmp_path), 2, (8, 8, 1))
+
+
+def test_missing_classifier_names_the_folder_and_the_fix(tmp_path):
+  with pytest.raises(FileNotFoundError, match="No feature classifier in .*nothing"):
+    fc.load(str(tmp_path / "nothing"), 2, (8, 8, 1))
