@@ -36,6 +36,16 @@ def test_real_mnist_prepares_offline_from_raw_files(mnist_tfds_dir):
   assert data.num_classes == 10 and sorted(set(data.labels)) == list(range(10))
 
 
+def test_fashion_mnist_beside_mnist_is_built_from_its_own_files(mnist_tfds_dir, raw_data_dir):
+  """Both ship files of the same names; TFDS must not reuse MNIST's extracted copies."""
+  fashion = load_split("fashion_mnist", "test", data_dir=mnist_tfds_dir,
+                       manual_dir=f"{raw_data_dir}/fashion_mnist")
+  digits = load_split("mnist", "test", data_dir=mnist_tfds_dir)
+  assert fashion.images.shape == digits.images.shape == (10_000, 28, 28, 1)
+  # Clothes fill far more of the frame than pen strokes do.
+  assert fashion.images.mean() > 1.5 * digits.images.mean()
+
+
 def test_image_folder_takes_shape_and_classes_from_the_files(image_folder):
   data = load_split("image_folder", "train", image_folder=image_folder)
   assert data.images.shape == (32, 8, 8, 1)

@@ -110,7 +110,12 @@ def prepared_builder(name: str, data_dir: str | None = None,
           ", or set --config.data.manual_dir.")
     download_config = None
   tfds.disable_progress_bar()
-  builder.download_and_prepare(download_config=download_config)
+  # TFDS extracts files under download_dir by file name alone, and MNIST and Fashion-MNIST
+  # share their file names: one shared download_dir would silently build Fashion-MNIST from
+  # MNIST's extracted files. A folder per dataset keeps them apart.
+  download_dir = os.path.join(os.path.dirname(os.path.dirname(builder.data_dir)),
+                              "downloads", name)
+  builder.download_and_prepare(download_dir=download_dir, download_config=download_config)
   return builder
 
 
