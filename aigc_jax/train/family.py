@@ -37,6 +37,11 @@ class Family(NamedTuple):
   make_eval_step: Callable[[ml_collections.ConfigDict, ImageSpec], EvalStep] | None = None
 
 
+def is_conditional(config: ml_collections.ConfigDict) -> bool:
+  """Whether the run's model takes class labels (`model.conditional`; absent means no)."""
+  return bool(config.get("model", {}).get("conditional", False))
+
+
 def balanced_labels(num_samples: int, num_classes: int) -> jax.Array:
   """0, 1, ..., K-1, 0, 1, ...: equal numbers of each class (up to one)."""
   return jnp.arange(num_samples) % num_classes

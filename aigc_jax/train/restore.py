@@ -16,7 +16,7 @@ from aigc_jax.data.text import TextSpec
 from aigc_jax.train import sharding
 from aigc_jax.models.decoding import continuations, generate
 from aigc_jax.train.checkpoint import Checkpointer, abstract_like
-from aigc_jax.train.family import Family, balanced_labels, get_family
+from aigc_jax.train.family import Family, balanced_labels, get_family, is_conditional
 from aigc_jax.train.lm import build_model
 from aigc_jax.train.replicated import fetch
 from aigc_jax.train.rng import stream
@@ -56,8 +56,7 @@ def restore_run(workdir: str, step: int | None = None) -> RestoredRun:
 def requested_labels(run: RestoredRun, num_samples: int, label: int | None = None,
                      balanced: bool = False) -> np.ndarray | None:
   """The labels to draw: all `label` if given, else balanced; None for unconditional runs."""
-  conditional = run.config.get("model", {}).get("conditional", False)
-  if not conditional:
+  if not is_conditional(run.config):
     if label is not None or balanced:
       raise ValueError(f"This {run.config.family} run is unconditional; it cannot draw given "
                        "classes. Train a conditional one (e.g. experiments/configs/cgan.py).")

@@ -9,13 +9,13 @@ import numpy as np
 from aigc_jax.data.image_grid import make_grid, save_png, to_unit_range
 from aigc_jax.data.sources import ImageSpec
 from aigc_jax.data.text import TextSpec
+from aigc_jax.train.family import is_conditional
 from aigc_jax.train.metric_writer import MetricWriter
 
 
 def grid_columns(config, spec: ImageSpec | TextSpec) -> int | None:
   """One column per class for conditional models (they sample labels 0, 1, ..., K-1, 0, ...)."""
-  conditional = config.get("model", {}).get("conditional", False)
-  return spec.num_classes if conditional else None
+  return spec.num_classes if is_conditional(config) else None
 
 
 def save_samples(spec: ImageSpec | TextSpec, samples: np.ndarray, workdir: str, step: int,
