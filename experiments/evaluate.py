@@ -69,8 +69,8 @@ def sample_metrics(run: RestoredRun) -> dict:
   samples = generate_images(run, _NUM_SAMPLES.value, seed=_SEED.value, labels=labels)
   embed = lambda images: feature_classifier.features_and_probs(model, params, images)
   fake_feats, fake_probs = embed(samples)
-  real_feats, real_probs = embed(test.images.astype("float32") / 255.0)
-  train_feats, _ = embed(train.images.astype("float32") / 255.0)
+  real_feats, real_probs = embed(test.images)
+  train_feats, _ = embed(train.images)
   report = image_sample_report(fake_feats, fake_probs, real_feats, real_probs, train_feats,
                                requested_labels=labels)
   size = min(len(fake_feats), len(train_feats))

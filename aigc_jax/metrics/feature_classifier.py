@@ -92,14 +92,25 @@ def train_classifier(data: ImageData, settings: ClassifierSettings = ClassifierS
   return model, params
 
 
-def features_and_probs(model: FeatureClassifier, params, images_unit: np.ndarray,
+# The model is static (flax modules hash by their fields), so every call with the same
+# network and batch shape reuses one compiled forward pass.
+_forward = jax.jit(lambda model, params, x: model.apply({"params": params}, x),
+                   static_argnums=0)
+
+
+def features_and_probs(model: FeatureClassifier, params, images: np.ndarray,
                        batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
-  """Images in [0, 1] (N, H, W, C) -> features (N, F) and class probabilities (N, K)."""
-  apply = jax.jit(lambda p, x: model.apply({"params": p}, x))
+  """Images (N, H, W, C) -> features (N, F) and class probabilities (N, K).
+
+  `images` are stored pixels (uint8) or samples in [0, 1] (float); each batch is scaled
+  to the model's [-1, 1] on its own, so a whole split is never copied as floats.
+  """
   feats, probs = [], []
-  for start in range(0, len(images_unit), batch_size):
-    chunk = np.asarray(images_unit[start:start + batch_size], np.float32) * 2.0 - 1.0
-    f, logits = apply(params, chunk)
+  for start in range(0, len(images), batch_size):
+    chunk = images[start:start + batch_size]
+    chunk = (to_model_range(chunk) if chunk.dtype == np.uint8
+             else np.asarray(chunk, np.float32) * 2.0 - 1.0)
+    f, logits = _forward(model, params, chunk)
     feats.append(np.asarray(f))
     probs.append(np.asarray(jax.nn.softmax(logits)))
   return np.concatenate(feats), np.concatenate(probs)
@@ -127,8 +138,9 @@ def load(directory: str, num_classes: int, image_shape) -> tuple[FeatureClassifi
   card_path = os.path.join(directory, "card.json")
   if not os.path.isfile(card_path):
     raise FileNotFoundError(
-        f"No feature classifier in {directory}. Train one once with "
-        f"python -m experiments.train_classifier --dataset=NAME --output={directory}")
+        f"No feature classifier in {directory}. python -m experiments.evaluate trains one "
+        f"there on first use (--classifier_dir={directory}); or point --classifier_dir at "
+        "the folder that holds the dataset's classifier.")
   with open(card_path) as f:
     card = json.load(f)
   settings = ClassifierSettings(**{**card["settings"], "widths": tuple(card["settings"]["widths"])})
@@ -144,7 +156,7 @@ def load(directory: str, num_classes: int, image_shape) -> tuple[FeatureClassifi
 
 
 def accuracy(model: FeatureClassifier, params, data: ImageData) -> float:
-  _, probs = features_and_probs(model, params, data.images.astype(np.float32) / 255.0)
+  _, probs = features_and_probs(model, params, data.images)
   return float(np.mean(np.argmax(probs, 1) == data.labels))
 
 
