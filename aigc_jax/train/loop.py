@@ -18,6 +18,7 @@ from absl import logging
 from aigc_jax.data.pipeline import stack_batches
 from aigc_jax.data.sources import ImageData, ImageSpec, load_split as load_source_split
 from aigc_jax.data.text import TextData, TextSpec
+from aigc_jax.quality.training_split import training_split
 from aigc_jax.train import sharding
 from aigc_jax.train.checkpoint import Checkpointer, abstract_like
 from aigc_jax.train.evaluation import make_split_evaluator
@@ -106,7 +107,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   repl = sharding.replicated(mesh)
   is_chief = jax.process_index() == 0
 
-  data = load_split(config, config.data.split)
+  data = training_split(config, load_split(config, config.data.split),
+                        workdir if is_chief else None, log=logging.info)
   spec = data.spec
   init_rng, train_rng, grid_rng, eval_rng = (stream(jax.random.key(config.seed), name)
                                              for name in ("init", "train", "grid", "eval"))

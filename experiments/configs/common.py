@@ -19,6 +19,11 @@ def base_config() -> ConfigDict:
   config.data.data_dir = placeholder(str)  # TFDS data dir; None -> $TFDS_DATA_DIR or default.
   config.data.manual_dir = placeholder(str)  # Raw files; None -> $AIGC_RAW_DATA_DIR/<name>.
   config.data.image_folder = placeholder(str)  # ROOT/<split>/<class>/*.png for image_folder.
+  # Dirty data on purpose (aigc_jax/quality): "kind=rate,..." e.g. "symmetric_labels=0.2".
+  config.data.corrupt = ""
+  config.data.corrupt_seed = 0
+  config.data.ood_source = placeholder(str)  # TFDS name for out_of_distribution images.
+  config.data.exclude = placeholder(str)  # .npy of training ids to drop (experiments.clean_data).
   config.batch_size = 128  # Global batch, split over processes and devices.
   config.steps_per_call = 1  # Train steps scanned per jitted call (saves dispatch).
   config.num_steps = 10_000

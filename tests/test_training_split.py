@@ -1,0 +1,85 @@
+"""The training split a config asks for: corrupted by config, cleaned by an exclude file."""
+
+import os
+
+import numpy as np
+import pytest
+
+from aigc_jax.data.sources import ImageData
+from aigc_jax.data.text import TextData, TextSpec
+from aigc_jax.quality.training_split import GROUND_TRUTH_FILE, training_split
+from aigc_jax.train.loop import train_and_evaluate
+from experiments.configs import mlp_gan
+
+
+def _config(corrupt="", exclude=None):
+  config = mlp_gan.get_config("tiny")
+  config.data.corrupt = corrupt
+  config.data.corrupt_seed = 4
+  config.data.exclude = exclude
+  return config
+
+
+def _images(n=100):
+  rng = np.random.default_rng(0)
+  return ImageData(rng.integers(0, 256, (n, 4, 4, 1), dtype=np.uint8),
+                   rng.integers(0, 3, n).astype(np.int32), 3)
+
+
+def test_no_keys_set_leaves_the_split_as_stored():
+  data = _images()
+  assert training_split(_config(), data) is data
+
+
+def test_corruption_then_exclusion_drops_the_corrupted_examples(tmp_path):
+  data = _images()
+  corrupted = training_split(_config("inversion=0.2"), data, str(tmp_path), log=lambda _: None)
+  truth = np.load(tmp_path / GROUND_TRUTH_FILE)
+  flagged = np.flatnonzero(truth["kind"] == 1)
+  assert len(flagged) == 20
+  np.testing.assert_array_equal(corrupted.images[flagged], 255 - data.images[flagged])
+  np.save(tmp_path / "exclude.npy", flagged)
+  cleaned = training_split(_config("inversion=0.2", str(tmp_path / "exclude.npy")), data,
+                           log=lambda _: None)
+  keep = np.setdiff1d(np.arange(100), flagged)
+  np.testing.assert_array_equal(cleaned.images, data.images[keep])
+  np.testing.assert_array_equal(cleaned.labels, data.labels[keep])
+
+
+def test_text_lines_are_corrupted_and_excluded_by_line_id(tmp_path):
+  text = "\n".join(f"line number {i}" for i in range(50))
+  spec = TextSpec("".join(sorted(set(text))))
+  data = TextData(spec.encode(text), spec, block_size=8)
+  dirty = training_split(_config("garbage_lines=0.1"), data, str(tmp_path), log=lambda _: None)
+  garbage = np.flatnonzero(np.load(tmp_path / GROUND_TRUTH_FILE)["kind"] == 1)
+  dirty_lines = spec.decode(dirty.tokens).split("\n")
+  assert all(dirty_lines[i] != f"line number {i}" for i in garbage)
+  np.save(tmp_path / "exclude.npy", garbage)
+  cleaned = training_split(_config("garbage_lines=0.1", str(tmp_path / "exclude.npy")), data,
+                           log=lambda _: None)
+  expected = [f"line number {i}" for i in range(50) if i not in set(garbage)]
+  assert spec.decode(cleaned.tokens).split("\n") == expected
+
+
+@pytest.mark.parametrize("ids, message", [
+    (np.array([0.5]), "integer example ids"),
+    (np.array([100]), "split has 100 items"),
+])
+def test_bad_exclude_files_name_the_problem(tmp_path, ids, message):
+  np.save(tmp_path / "exclude.npy", ids)
+  with pytest.raises(ValueError, match=message):
+    training_split(_config(exclude=str(tmp_path / "exclude.npy")), _images())
+
+
+def test_missing_exclude_file_names_the_tool_that_writes_one(tmp_path):
+  with pytest.raises(FileNotFoundError, match="experiments.clean_data"):
+    training_split(_config(exclude=str(tmp_path / "nope.npy")), _images())
+
+
+def test_a_training_run_on_dirty_data_saves_its_ground_truth(tiny_config, tmp_path):
+  tiny_config.data.corrupt = "symmetric_labels=0.25"
+  train_and_evaluate(tiny_config, str(tmp_path))
+  truth = np.load(tmp_path / GROUND_TRUTH_FILE)
+  assert tuple(truth["kinds"]) == ("clean", "symmetric_labels")
+  assert np.sum(truth["kind"] == 1) == 8  # A quarter of the fake folder's 32 images.
+  assert os.path.isdir(tmp_path / "checkpoints")
