@@ -86,3 +86,15 @@ def test_class_statistics_and_unassignable_share():
   assert collapsed["class_entropy"] == 0.0 and collapsed["classifier_score"] == pytest.approx(1)
   probs = np.array([[0.95, 0.05], [0.5, 0.5], [0.2, 0.8], [0.99, 0.01]])
   assert unassignable_share(probs, 0.9) == 0.5
+
+
+def test_nearest_other_point_skips_only_itself_and_finds_exact_copies():
+  rng = np.random.default_rng(3)
+  points = rng.normal(size=(1500, 4)).astype(np.float32)
+  points[1400] = points[7]  # An exact copy, in another row chunk.
+  index, distance = sample_sets.nearest_other_points(points)
+  brute = np.sqrt(((points[:, None] - points[None]) ** 2).sum(-1))
+  np.fill_diagonal(brute, np.inf)
+  assert index[7] == 1400 and index[1400] == 7 and distance[7] < 1e-3
+  np.testing.assert_array_equal(index, brute.argmin(1))
+  np.testing.assert_allclose(distance, brute.min(1), rtol=1e-3, atol=1e-3)

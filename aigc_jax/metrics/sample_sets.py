@@ -47,15 +47,20 @@ def _kth_smallest(queries, points, k: int):
   return jnp.maximum(jnp.min(partial, axis=1) + jnp.sum(queries**2, 1), 0.0)
 
 
-def _in_chunks(fn, queries: np.ndarray, *args) -> np.ndarray:
-  """Applies fn(query_chunk, *args) -> (chunk, ...) over row chunks, padding the last."""
+def _in_chunks(fn, queries: np.ndarray, *args, pass_offset: bool = False):
+  """Applies fn(query_chunk, [first_row,] *args) over row chunks, padding the last one.
+
+  fn returns an array or a tuple of arrays with one row per query; so does this.
+  """
   outs = []
   for start in range(0, len(queries), _CHUNK):
     chunk = queries[start:start + _CHUNK]
     pad = _CHUNK - len(chunk) if len(queries) > _CHUNK else 0
     padded = np.pad(chunk, ((0, pad), (0, 0))) if pad else chunk
-    outs.append(np.asarray(fn(jnp.asarray(padded), *args))[:len(chunk)])
-  return np.concatenate(outs)
+    offset = (start,) if pass_offset else ()
+    result = fn(jnp.asarray(padded), *offset, *args)
+    outs.append(jax.tree.map(lambda x, n=len(chunk): np.asarray(x)[:n], result))
+  return jax.tree.map(lambda *parts: np.concatenate(parts), *outs)
 
 
 def knn_radii(points: np.ndarray, k: int) -> np.ndarray:
@@ -69,6 +74,26 @@ def nearest_distances(queries: np.ndarray, points: np.ndarray) -> np.ndarray:
   """Distance from each query to its nearest point, (Q,)."""
   sq = _in_chunks(lambda q, p: _kth_smallest(q, p, 1), queries, jnp.asarray(points))
   return np.sqrt(sq)
+
+
+@jax.jit
+def _nearest_other(queries, first_row, points):
+  """Index of and distance to each query's nearest point, where query i is point
+  first_row + i and may not be its own neighbour."""
+  partial = jnp.sum(points**2, 1)[None, :] - 2 * queries @ points.T
+  rows = jnp.arange(partial.shape[0])
+  partial = partial.at[rows, first_row + rows].set(jnp.inf)  # Past the end: dropped.
+  nearest = jnp.argmin(partial, axis=1)
+  sq = partial[rows, nearest] + jnp.sum(queries**2, 1)
+  return nearest, jnp.sqrt(jnp.maximum(sq, 0.0))
+
+
+def nearest_other_points(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """For each point, the index of and distance to its nearest *other* point, (N,) each.
+
+  Exact copies count: their distance is 0, which is how duplicates are found.
+  """
+  return _in_chunks(_nearest_other, points, jnp.asarray(points), pass_offset=True)
 
 
 @jax.jit
