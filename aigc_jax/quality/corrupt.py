@@ -28,6 +28,10 @@ import numpy as np
 from aigc_jax.data.sources import ImageData
 
 CLEAN = "clean"
+# Random streams are keyed by purpose as well as seed: a corruption and a detector given the
+# same seed must not draw the same permutation (the detector would then see folds that
+# line up with the corrupted examples).
+CORRUPTION_STREAM = 1
 
 
 def _symmetric_labels(images, labels, idx, rng, num_classes, **_):
@@ -175,7 +179,7 @@ def corrupt(data: ImageData, spec: str, seed: int,
             ood_images: np.ndarray | None = None) -> Corrupted:
   """Applies `spec` to a copy of `data`; see the module docstring for the kinds."""
   pairs = parse_spec(spec)
-  rng = np.random.default_rng(seed)
+  rng = np.random.default_rng([CORRUPTION_STREAM, seed])
   n = len(data.images)
   chosen, clean = draw_disjoint(np.arange(n), [rate for _, rate in pairs], rng, spec)
   kind = np.zeros(n, np.int64)

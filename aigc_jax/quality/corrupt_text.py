@@ -19,7 +19,7 @@ import dataclasses
 
 import numpy as np
 
-from aigc_jax.quality.corrupt import CLEAN, draw_disjoint, parse_spec
+from aigc_jax.quality.corrupt import CLEAN, CORRUPTION_STREAM, draw_disjoint, parse_spec
 
 BOILERPLATE = "Read more plays for free at our site; subscribe for updates!"
 CHAR_NOISE_SHARE = 0.15
@@ -82,7 +82,7 @@ def corrupt_text(text: str, spec: str, seed: int) -> CorruptedText:
   if any(c not in set(alphabet) for c in BOILERPLATE) and "boilerplate" in dict(pairs):
     raise ValueError("The boilerplate sentence uses characters the text lacks; the "
                      "vocabulary would change. Corrupt with other kinds.")
-  rng = np.random.default_rng(seed)
+  rng = np.random.default_rng([CORRUPTION_STREAM, seed])
   non_empty = np.array([i for i, line in enumerate(lines) if line], np.int64)
   chosen, _ = draw_disjoint(non_empty, [rate for _, rate in pairs], rng, spec)
   kind = np.zeros(len(lines), np.int64)
