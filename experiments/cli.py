@@ -73,3 +73,21 @@ def setup_runtime() -> None:
   # tf.data only feeds the host; keep TensorFlow off any GPU so JAX gets all its memory.
   tf.config.set_visible_devices([], "GPU")
   jax.config.update("jax_threefry_partitionable", True)  # Sharding-invariant RNG.
+
+
+def flat_items(report: dict, prefix: str = "") -> list[tuple[str, object]]:
+  """Nested report -> [("samples.fid", 3.2), ...] for a printed table."""
+  rows = []
+  for key, value in report.items():
+    if isinstance(value, dict):
+      rows += flat_items(value, f"{prefix}{key}.")
+    else:
+      rows.append((f"{prefix}{key}", value))
+  return rows
+
+
+def print_report(report: dict) -> None:
+  """A nested JSON report as two aligned columns on stdout."""
+  rows = flat_items(report)
+  width = max(len(k) for k, _ in rows)
+  print("\n".join(f"{k:<{width}}  {v}" for k, v in rows))

@@ -127,17 +127,6 @@ def evaluate_lm_run(run: RestoredRun, out_dir: str) -> dict:
   return report
 
 
-def flat_items(report: dict, prefix: str = "") -> list[tuple[str, object]]:
-  """Nested report -> [("samples.fid", 3.2), ...] for the printed table."""
-  rows = []
-  for key, value in report.items():
-    if isinstance(value, dict):
-      rows += flat_items(value, f"{prefix}{key}.")
-    else:
-      rows.append((f"{prefix}{key}", value))
-  return rows
-
-
 EVALUATORS = {"gan": evaluate_gan_run, "vae": evaluate_vae_run, "lm": evaluate_lm_run}
 
 
@@ -157,9 +146,7 @@ def main(argv):
   path = os.path.join(out_dir, f"step_{run.step}.json")
   with open(path, "w") as f:
     json.dump(report, f, indent=2)
-  rows = flat_items(report)
-  width = max(len(k) for k, _ in rows)
-  print("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
+  cli.print_report(report)
   logging.info("Wrote %s.", path)
 
 
