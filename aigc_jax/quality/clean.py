@@ -1,0 +1,137 @@
+"""Runs the detectors a cleaning config names over a split and decides what to exclude.
+
+Every detector returns the ids it flags, most suspicious first; the exclude set is their
+union (duplicates keep one member per group). When the split was corrupted on purpose, each
+detector is also scored against the ground truth of the kinds it is meant to catch, and
+the exclude set's recall is given per injected kind.
+"""
+
+from __future__ import annotations
+
+import time
+
+import ml_collections
+import numpy as np
+
+from aigc_jax.data.sources import ImageData
+from aigc_jax.data.text import TextData
+from aigc_jax.metrics.feature_classifier import ClassifierSettings
+from aigc_jax.quality import duplicates, label_issues, outliers, text_issues
+from aigc_jax.quality.corrupt import Corrupted
+from aigc_jax.quality.corrupt_text import CorruptedText
+
+# Which injected kinds each detector is meant to find.
+TARGETS = {
+    "exact_duplicates": ("exact_duplicate",),
+    "near_duplicates": ("exact_duplicate", "near_duplicate"),
+    "label_issues": ("symmetric_labels", "class_labels"),
+    "repeated_lines": ("boilerplate",),
+    "garbage_lines": ("garbage_lines", "char_noise"),
+}
+IMAGE_DETECTORS = ("exact_duplicates", "near_duplicates", "label_issues")
+TEXT_DETECTORS = ("repeated_lines", "garbage_lines")
+
+
+def detector_names(config: ml_collections.ConfigDict, is_text: bool) -> list[str]:
+  known = TEXT_DETECTORS if is_text else IMAGE_DETECTORS
+  names = [n.strip() for n in config.detectors.split(",") if n.strip()]
+  unknown = sorted(set(names) - set(known))
+  if unknown:
+    raise ValueError(f"Unknown detector(s) {unknown} for {'text' if is_text else 'images'}; "
+                     f"pick from {list(known)} (config.detectors, comma-separated).")
+  return names
+
+
+def truth_ids(truth, kinds) -> np.ndarray:
+  """The ids a detector should flag: the injected examples of its kinds, and for
+  duplicates also the clean originals they copy (either member reveals the pair)."""
+  ids = [truth.ids(kind) for kind in kinds]
+  if isinstance(truth, Corrupted):
+    ids += [truth.source[truth.ids(kind)] for kind in kinds if kind.endswith("duplicate")]
+  return np.unique(np.concatenate(ids)) if ids else np.zeros(0, np.int64)
+
+
+def precision_recall(flagged: np.ndarray, expected: np.ndarray) -> dict:
+  hits = len(np.intersect1d(flagged, expected))
+  return {"truth": int(len(expected)), "precision": hits / len(flagged) if len(flagged) else None,
+          "recall": hits / len(expected) if len(expected) else None}
+
+
+def excluded_share_by_kind(truth, exclude: np.ndarray) -> dict[str, float | None]:
+  """Per injected kind, the share the exclude set removes. An injected copy counts as
+  removed when either it or its original is (dropping one of a pair is the cure), and the
+  originals of copies leave the 'clean' share, which is then the false-alarm rate."""
+  excluded = np.zeros(len(truth.kind), bool)
+  excluded[exclude] = True
+  source = truth.source if isinstance(truth, Corrupted) else np.full(len(truth.kind), -1)
+  copies = np.flatnonzero(source >= 0)
+  excluded[copies] |= excluded[source[copies]]
+  originals = np.zeros_like(excluded)
+  originals[source[copies]] = True
+  shares = {}
+  for i, kind in enumerate(truth.kinds):
+    members = (truth.kind == i) & ~originals
+    shares[kind] = float(excluded[members].mean()) if members.any() else None
+  return shares
+
+
+def _image_detectors(config, data: ImageData, names, log):
+  """{name: (flagged ids, ids to exclude, info)} for image detectors."""
+  results = {}
+  if "exact_duplicates" in names:
+    groups = duplicates.exact_duplicate_groups(data.images)
+    results["exact_duplicates"] = (np.concatenate(groups) if groups else np.zeros(0, int),
+                                   duplicates.all_but_first(groups), {"groups": len(groups)})
+  if "near_duplicates" in names:
+    embedding = duplicates.pixel_embedding(data.images, config.embedding_dims)
+    groups, _ = duplicates.near_duplicate_groups(embedding, config.near_duplicate_threshold)
+    results["near_duplicates"] = (np.concatenate(groups) if groups else np.zeros(0, int),
+                                  duplicates.all_but_first(groups), {"groups": len(groups)})
+  if "label_issues" in names:
+    settings = ClassifierSettings(epochs=config.cv_epochs, seed=config.seed)
+    probs = label_issues.out_of_sample_probs(data, config.cv_folds, settings, log=log)
+    issues = label_issues.find_label_issues(data.labels, probs)
+    results["label_issues"] = (issues, issues, {
+        "out_of_sample_accuracy_on_given_labels": float(np.mean(probs.argmax(1) == data.labels))})
+  return results
+
+
+def _text_detectors(config, data: TextData, names):
+  lines = data.spec.decode(data.tokens).split("\n")
+  results = {}
+  if "repeated_lines" in names:
+    ids = text_issues.repeated_lines(lines, config.repeat_min_length, config.repeat_min_count)
+    results["repeated_lines"] = (ids, ids, {})
+  if "garbage_lines" in names:
+    surprisal = text_issues.line_surprisal(lines)
+    non_empty = np.flatnonzero([bool(line) for line in lines])
+    z = np.full(len(lines), -np.inf)
+    z[non_empty] = outliers.robust_z(surprisal[non_empty])
+    ids = outliers.flag_outliers(z, config.outlier_z)
+    results["garbage_lines"] = (ids, ids, {"z_threshold": config.outlier_z})
+  return results
+
+
+def clean(config: ml_collections.ConfigDict, data: ImageData | TextData,
+          truth: Corrupted | CorruptedText | None = None, log=print
+          ) -> tuple[dict, np.ndarray, dict[str, np.ndarray]]:
+  """Runs the detectors; returns (report, ids to exclude, flagged ids per detector)."""
+  is_text = isinstance(data, TextData)
+  names = detector_names(config, is_text)
+  start = time.perf_counter()
+  if is_text:
+    results = _text_detectors(config, data, names)
+  else:
+    results = _image_detectors(config, data, names, log)
+  exclude = (np.unique(np.concatenate([drop for _, drop, _ in results.values()]))
+             if results else np.zeros(0, np.int64))
+  report = {"detectors": {}, "seconds": time.perf_counter() - start,
+            "exclude_count": int(len(exclude))}
+  for name, (flagged, drop, info) in results.items():
+    entry = {"flagged": int(len(flagged)), "excluded": int(len(drop)), **info}
+    if truth is not None:
+      entry["vs_ground_truth"] = precision_recall(flagged, truth_ids(truth, TARGETS[name]))
+    report["detectors"][name] = entry
+  if truth is not None:
+    report["excluded_share_by_kind"] = excluded_share_by_kind(truth, exclude)
+  return report, exclude, {name: flagged for name, (flagged, _, _) in results.items()}

@@ -1,0 +1,80 @@
+"""Finds dirty training data and writes what to exclude.
+
+  python -m experiments.clean_data --config=experiments/configs/clean.py:mnist --workdir=DIR \
+      [--config.data.corrupt=symmetric_labels=0.2,near_duplicate=0.05]
+Writes DIR/report.json (counts per detector; precision and recall against the injected
+ground truth when data.corrupt is set), DIR/exclude.npy (ids for a training config's
+--config.data.exclude), DIR/corruption.npz (the ground truth) and DIR/flagged.png (images:
+one row of the most suspicious examples per detector) or DIR/flagged_lines.txt (text).
+"""
+
+import json
+import os
+
+import numpy as np
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from aigc_jax.data.image_grid import make_grid, save_png
+from aigc_jax.data.text import TextData
+from aigc_jax.quality.clean import clean
+from aigc_jax.quality.training_split import GROUND_TRUTH_FILE, corrupted_split
+from aigc_jax.train.loop import load_split
+from experiments import cli
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Cleaning config file[:variant].",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Folder for the report and exclude.npy.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def save_flagged_grid(path: str, images: np.ndarray, flagged: dict[str, np.ndarray],
+                      per_row: int) -> None:
+  """One row per detector: its `per_row` most suspicious images (blank where fewer)."""
+  rows = []
+  for ids in flagged.values():
+    row = np.zeros((per_row, *images.shape[1:]), np.float32)
+    row[:min(per_row, len(ids))] = images[ids[:per_row]] / 255.0
+    rows.append(row)
+  save_png(path, make_grid(np.concatenate(rows), columns=per_row))
+
+
+def save_flagged_lines(path: str, lines: list[str], flagged: dict[str, np.ndarray],
+                       per_detector: int = 20) -> None:
+  with open(path, "w") as f:
+    for name, ids in flagged.items():
+      f.write(f"# {name}: {len(ids)} flagged; the first {min(per_detector, len(ids))}\n")
+      f.writelines(f"{i}\t{lines[i]}\n" for i in ids[:per_detector])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  cli.setup_runtime()
+  config, workdir = _CONFIG.value, _WORKDIR.value
+  os.makedirs(workdir, exist_ok=True)
+  data, truth = corrupted_split(config, load_split(config, config.data.split))
+  logging.info("Cleaning %s/%s: %s.", config.data.name, config.data.split, data.describe())
+  if truth is not None:
+    truth.save(os.path.join(workdir, GROUND_TRUTH_FILE))
+    logging.info("Injected (%s): %s.", config.data.corrupt, truth.summary())
+  report, exclude, flagged = clean(config, data, truth, log=logging.info)
+  report = {"dataset": config.data.name, "split": config.data.split,
+            "corrupt": config.data.corrupt, "corrupt_seed": config.data.corrupt_seed,
+            "injected": truth.summary() if truth is not None else {}, **report}
+  np.save(os.path.join(workdir, "exclude.npy"), exclude)
+  with open(os.path.join(workdir, "report.json"), "w") as f:
+    json.dump(report, f, indent=2)
+  if isinstance(data, TextData):
+    save_flagged_lines(os.path.join(workdir, "flagged_lines.txt"),
+                       data.spec.decode(data.tokens).split("\n"), flagged)
+  elif flagged:
+    save_flagged_grid(os.path.join(workdir, "flagged.png"), data.images, flagged,
+                      config.grid_examples)
+  cli.print_report(report)
+  logging.info("Wrote %s: train without them with --config.data.exclude=%s.",
+               os.path.join(workdir, "exclude.npy"), os.path.join(workdir, "exclude.npy"))
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=cli.parse_flags)

@@ -1,0 +1,39 @@
+"""Finding dirty training data: which detectors run, and their settings.
+
+  python -m experiments.clean_data --config=experiments/configs/clean.py:mnist --workdir=DIR \
+      [--config.data.corrupt=symmetric_labels=0.2]
+  python -m experiments.train --config=... --config.data.exclude=DIR/exclude.npy
+The data keys are those of every training config, so a cleaning run and a training run
+given the same data.corrupt settings see the same dirty split (aigc_jax/quality).
+Variants: mnist (default), fashion_mnist, shakespeare (text), tiny (tests: 2 folds,
+1 epoch).
+"""
+
+from ml_collections import ConfigDict
+
+from experiments.configs import common
+
+VARIANTS = ("mnist", "fashion_mnist", "shakespeare", "tiny")
+
+
+def get_config(variant: str = "mnist") -> ConfigDict:
+  common.check_variant("clean.py", variant, VARIANTS)
+  config = common.base_config()
+  config.data.name = {"fashion_mnist": "fashion_mnist",
+                      "shakespeare": "tiny_shakespeare"}.get(variant, "mnist")
+  if variant == "shakespeare":
+    config.block_size = 64  # Only to load the text; no model is trained here.
+    config.detectors = "repeated_lines,garbage_lines"
+    config.repeat_min_length = 20  # Shorter repeats are speaker tags, not boilerplate.
+    config.repeat_min_count = 3
+    config.outlier_z = 3.0  # Line surprisal robust z above which a line is garbage.
+    return config
+  config.detectors = "exact_duplicates,near_duplicates,label_issues"
+  config.embedding_dims = 64  # Principal axes of the unit-length pixel embedding.
+  config.near_duplicate_threshold = 0.2  # x median nearest-neighbour distance.
+  config.cv_folds = 4  # Cross-validation folds for out-of-sample probabilities.
+  config.cv_epochs = 2
+  config.grid_examples = 16  # Top flagged examples per detector in flagged.png.
+  if variant == "tiny":
+    config.cv_folds, config.cv_epochs, config.embedding_dims = 2, 1, 8
+  return config

@@ -1,0 +1,124 @@
+"""Dirty-data detectors on small sets where the right answer is known."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+from aigc_jax.data.sources import ImageData
+from aigc_jax.metrics.feature_classifier import ClassifierSettings
+from aigc_jax.quality import clean, corrupt, duplicates, label_issues, text_issues
+from experiments.configs import clean as clean_configs
+from tests.conftest import REPO_ROOT
+
+
+def _random_images(n, seed=0, shape=(8, 8, 1)):
+  return np.random.default_rng(seed).integers(0, 256, (n, *shape), dtype=np.uint8)
+
+
+def test_exact_duplicates_are_grouped_and_all_but_one_dropped():
+  images = _random_images(50)
+  images[10], images[20], images[7] = images[3], images[3], images[5]
+  groups = duplicates.exact_duplicate_groups(images)
+  assert [g.tolist() for g in groups] == [[3, 10, 20], [5, 7]]
+  np.testing.assert_array_equal(duplicates.all_but_first(groups), [7, 10, 20])
+
+
+def test_near_duplicates_found_and_distinct_images_left_alone():
+  data = ImageData(_random_images(300), np.zeros(300, np.int32), 1)
+  result = corrupt.corrupt(data, "near_duplicate=0.05", seed=0)
+  embedding = duplicates.pixel_embedding(result.data.images, dims=32)
+  groups, _ = duplicates.near_duplicate_groups(embedding, relative_threshold=0.2)
+  found = {tuple(g) for g in groups}
+  planted = {tuple(sorted((c, s))) for c, s in zip(result.ids("near_duplicate"),
+                                                    result.source[result.ids("near_duplicate")])}
+  assert found == planted
+
+
+def test_confident_learning_flags_flipped_labels_from_given_probabilities():
+  # Class 0 examples are confidently 0, class 1 confidently 1; examples 1 and 4 carry the
+  # wrong label; example 5 is unsure (no class reaches its threshold).
+  probs = np.array([[.9, .1], [.95, .05], [.8, .2], [.1, .9], [.2, .8], [.5, .5], [.05, .95]])
+  labels = np.array([0, 1, 0, 1, 0, 1, 1])
+  thresholds = label_issues.per_class_thresholds(labels, probs)
+  np.testing.assert_allclose(thresholds, [(.9 + .8 + .2) / 3, (.05 + .9 + .5 + .95) / 4])
+  np.testing.assert_array_equal(label_issues.confident_classes(labels, probs),
+                                [0, 0, 0, 1, 1, -1, 1])
+  np.testing.assert_array_equal(label_issues.confident_joint(labels, probs), [[2, 1], [1, 2]])
+  np.testing.assert_array_equal(label_issues.find_label_issues(labels, probs), [1, 4])
+
+
+def _quadrant_data(n=600, seed=0):
+  """Class c lights up quadrant c of an 8x8 image: easy to learn, easy to check."""
+  rng = np.random.default_rng(seed)
+  labels = rng.integers(0, 4, n).astype(np.int32)
+  images = rng.integers(0, 40, (n, 8, 8, 1)).astype(np.uint8)
+  for c in range(4):
+    rows, cols = (c // 2) * 4, (c % 2) * 4
+    images[labels == c, rows:rows + 4, cols:cols + 4] = 220
+  return ImageData(images, labels, 4)
+
+
+def test_cross_validated_classifiers_find_planted_label_noise():
+  result = corrupt.corrupt(_quadrant_data(), "symmetric_labels=0.1", seed=0)
+  probs = label_issues.out_of_sample_probs(
+      result.data, folds=2, settings=ClassifierSettings(epochs=4, batch_size=30),
+      log=lambda _: None)
+  issues = label_issues.find_label_issues(result.data.labels, probs)
+  planted = result.ids("symmetric_labels")
+  hits = len(np.intersect1d(issues, planted))
+  assert hits / len(issues) >= 0.9 and hits / len(planted) >= 0.9
+
+
+def test_folds_partition_the_split():
+  folds = label_issues.fold_ids(10, 3, seed=0)
+  np.testing.assert_array_equal(np.sort(np.concatenate(folds)), np.arange(10))
+  assert sorted(len(f) for f in folds) == [3, 3, 4]
+
+
+def test_repeated_long_lines_and_garbage_lines_are_flagged():
+  words = ["king", "queen", "duke", "lord", "lady", "fool", "knight", "page"]
+  prose = [f"and so the {w} went down to the river on day {day}"
+           for day in range(10) for w in words]
+  lines = prose[:40] + ["Visit our site for more free plays today"] * 3 + ["ROMEO:"] * 5
+  lines += prose[40:] + ["xq#zv!kw@pj&", "zzq$xv%jk#qw"]
+  repeated = text_issues.repeated_lines(lines, min_length=20, min_count=3)
+  np.testing.assert_array_equal(repeated, [40, 41, 42])  # Not the short speaker tags.
+  surprisal = text_issues.line_surprisal(lines)
+  assert np.argsort(surprisal)[-2:].tolist() in ([len(lines) - 2, len(lines) - 1],
+                                                 [len(lines) - 1, len(lines) - 2])
+
+
+def test_cleaning_report_scores_detectors_against_ground_truth():
+  data = ImageData(_random_images(400, seed=1), np.zeros(400, np.int32), 1)
+  truth = corrupt.corrupt(data, "exact_duplicate=0.05,near_duplicate=0.05", seed=0)
+  config = clean_configs.get_config("tiny")
+  config.detectors = "exact_duplicates,near_duplicates"
+  report, exclude, flagged = clean.clean(config, truth.data, truth, log=lambda _: None)
+  exact = report["detectors"]["exact_duplicates"]
+  assert exact["groups"] == 20 and exact["vs_ground_truth"]["precision"] == 1.0
+  assert exact["vs_ground_truth"]["recall"] == 1.0  # Its targets: exact copies only.
+  assert report["detectors"]["near_duplicates"]["vs_ground_truth"]["recall"] == 1.0
+  shares = report["excluded_share_by_kind"]
+  assert shares["exact_duplicate"] == shares["near_duplicate"] == 1.0
+  assert shares["clean"] == 0.0
+  assert len(exclude) == 40  # One member of each of the 40 planted pairs.
+
+
+def test_clean_data_cli_writes_report_grid_and_exclude_file(image_folder, tmp_path):
+  result = subprocess.run(
+      [sys.executable, "-m", "experiments.clean_data",
+       "--config=experiments/configs/clean.py:tiny", f"--workdir={tmp_path}",
+       "--config.data.name=image_folder", f"--config.data.image_folder={image_folder}",
+       "--config.data.corrupt=symmetric_labels=0.25,exact_duplicate=0.25"],
+      cwd=REPO_ROOT, capture_output=True, text=True)
+  assert result.returncode == 0, result.stderr[-3000:]
+  report = json.load(open(tmp_path / "report.json"))
+  assert report["injected"] == {"clean": 16, "symmetric_labels": 8, "exact_duplicate": 8}
+  assert set(report["detectors"]) == {"exact_duplicates", "near_duplicates", "label_issues"}
+  assert report["detectors"]["exact_duplicates"]["vs_ground_truth"]["recall"] == 1.0
+  exclude = np.load(tmp_path / "exclude.npy")
+  assert exclude.dtype.kind == "i" and len(exclude) == report["exclude_count"] >= 8
+  assert (tmp_path / "flagged.png").stat().st_size > 0
+  assert (tmp_path / "corruption.npz").exists()
