@@ -1,11 +1,14 @@
 """Finds dirty training data and writes what to exclude.
 
   python -m experiments.clean_data --config=experiments/configs/clean.py:mnist --workdir=DIR \
-      [--config.data.corrupt=symmetric_labels=0.2,near_duplicate=0.05]
+      [--config.data.corrupt=symmetric_labels=0.2,near_duplicate=0.05] [--vae_workdir=RUN]
 Writes DIR/report.json (counts per detector; precision and recall against the injected
 ground truth when data.corrupt is set), DIR/exclude.npy (ids for a training config's
---config.data.exclude), DIR/corruption.npz (the ground truth) and DIR/flagged.png (images:
+--config.data.exclude), DIR/corruption.npz (the ground truth), DIR/out_of_sample_probs.npy
+(the cross-validated class probabilities, the costly part) and DIR/flagged.png (images:
 one row of the most suspicious examples per detector) or DIR/flagged_lines.txt (text).
+--vae_workdir adds a VAE's per-example -ELBO to the outlier scores; the VAE should be
+trained on the same (dirty) split.
 """
 
 import json
@@ -19,12 +22,16 @@ from aigc_jax.data.image_grid import make_grid, save_png
 from aigc_jax.data.text import TextData
 from aigc_jax.quality.clean import clean
 from aigc_jax.quality.training_split import GROUND_TRUTH_FILE, corrupted_split
+from aigc_jax.quality.vae_scores import per_example_neg_elbo
 from aigc_jax.train.loop import load_split
+from aigc_jax.train.restore import restore_run
 from experiments import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Cleaning config file[:variant].",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for the report and exclude.npy.")
+_VAE_WORKDIR = flags.DEFINE_string("vae_workdir", None, "Optional VAE run on the same split: "
+                                   "its per-example -ELBO joins the outlier scores.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -58,11 +65,16 @@ def main(argv):
   if truth is not None:
     truth.save(os.path.join(workdir, GROUND_TRUTH_FILE))
     logging.info("Injected (%s): %s.", config.data.corrupt, truth.summary())
-  report, exclude, flagged = clean(config, data, truth, log=logging.info)
+  neg_elbo = None
+  if _VAE_WORKDIR.value:
+    neg_elbo = per_example_neg_elbo(restore_run(_VAE_WORKDIR.value), data)
+  report, exclude, flagged, probs = clean(config, data, truth, neg_elbo, log=logging.info)
   report = {"dataset": config.data.name, "split": config.data.split,
             "corrupt": config.data.corrupt, "corrupt_seed": config.data.corrupt_seed,
             "injected": truth.summary() if truth is not None else {}, **report}
   np.save(os.path.join(workdir, "exclude.npy"), exclude)
+  if probs is not None:
+    np.save(os.path.join(workdir, "out_of_sample_probs.npy"), probs)
   with open(os.path.join(workdir, "report.json"), "w") as f:
     json.dump(report, f, indent=2)
   if isinstance(data, TextData):

@@ -8,7 +8,7 @@ import numpy as np
 
 from aigc_jax.data.sources import ImageData
 from aigc_jax.metrics.feature_classifier import ClassifierSettings
-from aigc_jax.quality import clean, corrupt, duplicates, label_issues, text_issues
+from aigc_jax.quality import clean, corrupt, duplicates, label_issues, outliers, text_issues
 from experiments.configs import clean as clean_configs
 from tests.conftest import REPO_ROOT
 
@@ -95,7 +95,7 @@ def test_cleaning_report_scores_detectors_against_ground_truth():
   truth = corrupt.corrupt(data, "exact_duplicate=0.05,near_duplicate=0.05", seed=0)
   config = clean_configs.get_config("tiny")
   config.detectors = "exact_duplicates,near_duplicates"
-  report, exclude, flagged = clean.clean(config, truth.data, truth, log=lambda _: None)
+  report, exclude, _, _ = clean.clean(config, truth.data, truth, log=lambda _: None)
   exact = report["detectors"]["exact_duplicates"]
   assert exact["groups"] == 20 and exact["vs_ground_truth"]["precision"] == 1.0
   assert exact["vs_ground_truth"]["recall"] == 1.0  # Its targets: exact copies only.
@@ -116,9 +116,26 @@ def test_clean_data_cli_writes_report_grid_and_exclude_file(image_folder, tmp_pa
   assert result.returncode == 0, result.stderr[-3000:]
   report = json.load(open(tmp_path / "report.json"))
   assert report["injected"] == {"clean": 16, "symmetric_labels": 8, "exact_duplicate": 8}
-  assert set(report["detectors"]) == {"exact_duplicates", "near_duplicates", "label_issues"}
+  assert set(report["detectors"]) == {"exact_duplicates", "near_duplicates", "label_issues",
+                                      "outliers"}
   assert report["detectors"]["exact_duplicates"]["vs_ground_truth"]["recall"] == 1.0
   exclude = np.load(tmp_path / "exclude.npy")
   assert exclude.dtype.kind == "i" and len(exclude) == report["exclude_count"] >= 8
   assert (tmp_path / "flagged.png").stat().st_size > 0
   assert (tmp_path / "corruption.npz").exists()
+  assert np.load(tmp_path / "out_of_sample_probs.npy").shape == (32, 2)
+
+
+def test_outliers_are_the_unconfident_and_the_improbable():
+  confident = np.tile([[0.8, 0.1, 0.1]], (100, 1))  # Label noise: typical max p is 0.8.
+  confident[[3, 50]] = [0.4, 0.3, 0.3]  # Half the median: no class.
+  confident[7] = [0.25, 0.4, 0.35]  # Below a third of the median.
+  neg_elbo = np.random.default_rng(0).normal(100.0, 5.0, 100)
+  neg_elbo[[10, 20]] = 400.0
+  flagged, counts = outliers.find_outliers(None, neg_elbo, confidence_ratio=1 / 3,
+                                           z_threshold=3.5)
+  assert sorted(flagged) == [10, 20] and counts == {"high_neg_elbo": 2}
+  flagged, counts = outliers.find_outliers(confident, neg_elbo, confidence_ratio=0.6,
+                                           z_threshold=3.5)
+  assert sorted(flagged) == [3, 7, 10, 20, 50]
+  assert counts == {"unconfident": 3, "high_neg_elbo": 2}

@@ -25,10 +25,11 @@ TARGETS = {
     "exact_duplicates": ("exact_duplicate",),
     "near_duplicates": ("exact_duplicate", "near_duplicate"),
     "label_issues": ("symmetric_labels", "class_labels"),
+    "outliers": ("pixel_noise", "blur", "occlusion", "inversion", "out_of_distribution"),
     "repeated_lines": ("boilerplate",),
     "garbage_lines": ("garbage_lines", "char_noise"),
 }
-IMAGE_DETECTORS = ("exact_duplicates", "near_duplicates", "label_issues")
+IMAGE_DETECTORS = ("exact_duplicates", "near_duplicates", "label_issues", "outliers")
 TEXT_DETECTORS = ("repeated_lines", "garbage_lines")
 
 
@@ -75,8 +76,9 @@ def excluded_share_by_kind(truth, exclude: np.ndarray) -> dict[str, float | None
   return shares
 
 
-def _image_detectors(config, data: ImageData, names, log):
-  """{name: (flagged ids, ids to exclude, info)} for image detectors."""
+def _image_detectors(config, data: ImageData, names, neg_elbo, log):
+  """{name: (flagged ids, ids to exclude, info)} for image detectors, and the
+  out-of-sample probabilities (None if no detector needed them)."""
   results = {}
   if "exact_duplicates" in names:
     groups = duplicates.exact_duplicate_groups(data.images)
@@ -87,13 +89,20 @@ def _image_detectors(config, data: ImageData, names, log):
     groups, _ = duplicates.near_duplicate_groups(embedding, config.near_duplicate_threshold)
     results["near_duplicates"] = (np.concatenate(groups) if groups else np.zeros(0, int),
                                   duplicates.all_but_first(groups), {"groups": len(groups)})
-  if "label_issues" in names:
+  probs = None
+  if {"label_issues", "outliers"} & set(names):
     settings = ClassifierSettings(epochs=config.cv_epochs, seed=config.seed)
     probs = label_issues.out_of_sample_probs(data, config.cv_folds, settings, log=log)
+  if "label_issues" in names:
     issues = label_issues.find_label_issues(data.labels, probs)
     results["label_issues"] = (issues, issues, {
         "out_of_sample_accuracy_on_given_labels": float(np.mean(probs.argmax(1) == data.labels))})
-  return results
+  if "outliers" in names:
+    flagged, counts = outliers.find_outliers(probs, neg_elbo,
+                                             confidence_ratio=config.confidence_ratio,
+                                             z_threshold=config.outlier_z)
+    results["outliers"] = (flagged, flagged, counts)
+  return results, probs
 
 
 def _text_detectors(config, data: TextData, names):
@@ -107,22 +116,26 @@ def _text_detectors(config, data: TextData, names):
     non_empty = np.flatnonzero([bool(line) for line in lines])
     z = np.full(len(lines), -np.inf)
     z[non_empty] = outliers.robust_z(surprisal[non_empty])
-    ids = outliers.flag_outliers(z, config.outlier_z)
+    ids = outliers.ranked(np.flatnonzero(z > config.outlier_z), z)
     results["garbage_lines"] = (ids, ids, {"z_threshold": config.outlier_z})
   return results
 
 
 def clean(config: ml_collections.ConfigDict, data: ImageData | TextData,
-          truth: Corrupted | CorruptedText | None = None, log=print
-          ) -> tuple[dict, np.ndarray, dict[str, np.ndarray]]:
-  """Runs the detectors; returns (report, ids to exclude, flagged ids per detector)."""
+          truth: Corrupted | CorruptedText | None = None,
+          neg_elbo: np.ndarray | None = None, log=print
+          ) -> tuple[dict, np.ndarray, dict[str, np.ndarray], np.ndarray | None]:
+  """Runs the detectors; returns (report, ids to exclude, flagged ids per detector,
+  out-of-sample class probabilities or None). `neg_elbo`: a VAE's per-example -ELBO,
+  an extra outlier score."""
   is_text = isinstance(data, TextData)
   names = detector_names(config, is_text)
   start = time.perf_counter()
+  probs = None
   if is_text:
     results = _text_detectors(config, data, names)
   else:
-    results = _image_detectors(config, data, names, log)
+    results, probs = _image_detectors(config, data, names, neg_elbo, log)
   exclude = (np.unique(np.concatenate([drop for _, drop, _ in results.values()]))
              if results else np.zeros(0, np.int64))
   report = {"detectors": {}, "seconds": time.perf_counter() - start,
@@ -134,4 +147,4 @@ def clean(config: ml_collections.ConfigDict, data: ImageData | TextData,
     report["detectors"][name] = entry
   if truth is not None:
     report["excluded_share_by_kind"] = excluded_share_by_kind(truth, exclude)
-  return report, exclude, {name: flagged for name, (flagged, _, _) in results.items()}
+  return report, exclude, {name: flagged for name, (flagged, _, _) in results.items()}, probs

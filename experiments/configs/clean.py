@@ -1,7 +1,7 @@
 """Finding dirty training data: which detectors run, and their settings.
 
   python -m experiments.clean_data --config=experiments/configs/clean.py:mnist --workdir=DIR \
-      [--config.data.corrupt=symmetric_labels=0.2]
+      [--config.data.corrupt=symmetric_labels=0.2] [--vae_workdir=RUN]
   python -m experiments.train --config=... --config.data.exclude=DIR/exclude.npy
 The data keys are those of every training config, so a cleaning run and a training run
 given the same data.corrupt settings see the same dirty split (aigc_jax/quality).
@@ -26,13 +26,15 @@ def get_config(variant: str = "mnist") -> ConfigDict:
     config.detectors = "repeated_lines,garbage_lines"
     config.repeat_min_length = 20  # Shorter repeats are speaker tags, not boilerplate.
     config.repeat_min_count = 3
-    config.outlier_z = 3.0  # Line surprisal robust z above which a line is garbage.
+    config.outlier_z = 3.5  # Line surprisal robust z above which a line is garbage.
     return config
-  config.detectors = "exact_duplicates,near_duplicates,label_issues"
+  config.detectors = "exact_duplicates,near_duplicates,label_issues,outliers"
   config.embedding_dims = 64  # Principal axes of the unit-length pixel embedding.
   config.near_duplicate_threshold = 0.2  # x median nearest-neighbour distance.
   config.cv_folds = 4  # Cross-validation folds for out-of-sample probabilities.
   config.cv_epochs = 2
+  config.confidence_ratio = 1 / 3  # Outlier: max p(y|x) below this x the median max p.
+  config.outlier_z = 3.5  # Outlier: VAE -ELBO robust z-score above this.
   config.grid_examples = 16  # Top flagged examples per detector in flagged.png.
   if variant == "tiny":
     config.cv_folds, config.cv_epochs, config.embedding_dims = 2, 1, 8
