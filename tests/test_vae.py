@@ -10,6 +10,7 @@ from aigc_jax.losses.vae import (bernoulli_log_prob, diagonal_gaussian_log_densi
                                  discretized_gaussian_log_prob, dynamic_binarize, gaussian_kl)
 from aigc_jax.metrics.likelihood import elbo, iwae_log_likelihood
 from aigc_jax.metrics.vae_report import evaluate_vae, save_vae_figures
+from aigc_jax.quality.vae_scores import per_example_neg_elbo
 from aigc_jax.train import vae
 from aigc_jax.train.loop import train_and_evaluate
 from aigc_jax.train.metric_writer import read_metrics
@@ -139,6 +140,11 @@ def test_vae_run_logs_held_out_elbo_and_evaluates(image_folder, tmp_path):
   assert report["num_examples"] == 10  # Padding in the last batch is not counted.
   assert report["iwae_nll_nats"] <= report["neg_elbo_nats"] + 1.0
   assert report["recon_ssim"] <= 1.0 and np.isfinite(report["recon_psnr_db"])
+  scores = per_example_neg_elbo(run, data, batch_size=4)  # The outlier score.
+  assert scores.shape == (10,) and np.all(np.isfinite(scores)) and np.all(scores > 0)
+  np.testing.assert_array_equal(scores, per_example_neg_elbo(run, data, batch_size=4))
+  with pytest.raises(ValueError, match="train a VAE on this dataset"):
+    per_example_neg_elbo(run, ImageData(np.zeros((4, 4, 4, 1), np.uint8), np.zeros(4, np.int32), 2))
   paths = save_vae_figures(run, ImageData(np.zeros((32, 8, 8, 1), np.uint8),
                                           np.zeros(32, np.int32), 2), str(tmp_path / "eval"))
   assert len(paths) == 3
