@@ -21,7 +21,7 @@ from ml_collections import config_flags
 from aigc_jax.data.image_grid import make_grid, save_png
 from aigc_jax.data.text import TextData
 from aigc_jax.quality.clean import clean
-from aigc_jax.quality.training_split import GROUND_TRUTH_FILE, corrupted_split
+from aigc_jax.quality.training_split import GROUND_TRUTH_FILE, corrupted_split, num_items
 from aigc_jax.quality.vae_scores import per_example_neg_elbo
 from aigc_jax.train.loop import load_split
 from aigc_jax.train.restore import restore_run
@@ -71,6 +71,7 @@ def main(argv):
   report, exclude, flagged, probs = clean(config, data, truth, neg_elbo, log=logging.info)
   report = {"dataset": config.data.name, "split": config.data.split,
             "corrupt": config.data.corrupt, "corrupt_seed": config.data.corrupt_seed,
+            "num_items": num_items(data),
             "injected": truth.summary() if truth is not None else {}, **report}
   np.save(os.path.join(workdir, "exclude.npy"), exclude)
   if probs is not None:

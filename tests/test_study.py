@@ -1,0 +1,67 @@
+"""The dirty-data study's pieces: specs, rows, tables, plots, generate-filter-retrain."""
+
+import csv
+
+import numpy as np
+
+from aigc_jax.data.sources import ImageData
+from aigc_jax.quality import augmentation, study_report
+from aigc_jax.quality.corrupt import parse_spec
+
+
+def test_rate_is_spread_evenly_over_the_kinds():
+  spec = study_report.corruption_spec(0.3, ["symmetric_labels", "pixel_noise", "blur"])
+  assert parse_spec(spec) == [("symmetric_labels", 0.1), ("pixel_noise", 0.1), ("blur", 0.1)]
+  assert study_report.corruption_spec(0.0, ["blur"]) == ""
+
+
+def test_rows_table_csv_and_plot(tmp_path):
+  report = {"samples": {"fid": 12.5, "precision": 0.7, "recall": 0.5,
+                        "hallucination_off_manifold": 0.3,
+                        "hallucination_unassignable": 0.05}}
+  rows = [study_report.study_row("cvae", rate, arm, 60000, report)
+          for rate in (0.0, 0.4) for arm in ("dirty", "cleaned")]
+  assert rows[0]["fid"] == 12.5 and rows[0]["class_accuracy"] is None
+  table = study_report.markdown_table(rows)
+  assert table.splitlines()[2] == "| cvae | 0 | dirty | 60000 | 12.5 | 0.7 | 0.5 | 0.3 | 0.05 |  |  |  |"
+  study_report.write_csv(str(tmp_path / "s.csv"), rows)
+  with open(tmp_path / "s.csv") as f:
+    assert [r["arm"] for r in csv.DictReader(f)] == ["dirty", "cleaned"] * 2
+  study_report.save_plots(str(tmp_path / "s.png"), rows)
+  assert (tmp_path / "s.png").stat().st_size > 0
+
+
+def _quadrants(n, seed):
+  rng = np.random.default_rng(seed)
+  labels = rng.integers(0, 4, n).astype(np.int32)
+  images = rng.integers(0, 40, (n, 8, 8, 1)).astype(np.uint8)
+  for c in range(4):
+    images[labels == c, (c // 2) * 4:(c // 2) * 4 + 4, (c % 2) * 4:(c % 2) * 4 + 4] = 220
+  return ImageData(images, labels, 4)
+
+
+def test_balanced_subset_takes_equal_shares_without_repeats():
+  data = _quadrants(400, 0)
+  subset = augmentation.balanced_subset(data, 40, seed=0)
+  assert np.bincount(subset.labels).tolist() == [10, 10, 10, 10]
+  assert len(np.unique(subset.images.reshape(40, -1), axis=0)) == 40
+
+
+def test_quality_filter_keeps_samples_of_the_requested_class_and_drops_the_rest():
+  probs = np.array([[0.95, 0.05], [0.6, 0.4], [0.02, 0.98], [0.97, 0.03]])
+  np.testing.assert_array_equal(
+      augmentation.confident_agreement(probs, np.array([0, 0, 1, 1]), 0.9),
+      [True, False, True, False])
+
+
+def test_generate_filter_retrain_filters_mislabelled_samples():
+  real, test = _quadrants(200, 0), _quadrants(200, 1)
+  samples = _quadrants(200, 2)
+  wrong = (samples.labels + 1) % 4  # "Generated" images with a consistently wrong label,
+  labels = np.concatenate([samples.labels] + [wrong] * 3)  # three times as many as right.
+  images = np.concatenate([samples.images] * 4).astype(np.float32) / 255
+  report = augmentation.augmentation_accuracies(real, test, images, labels, epochs=40,
+                                                min_confidence=0.9, log=lambda _: None)
+  assert report["accuracy_real"] > 0.9
+  assert 0.2 < report["kept_share"] <= 0.25  # At most the correctly labelled quarter.
+  assert report["accuracy_real_plus_generated"] < 0.5 < report["accuracy_real_plus_filtered"]
