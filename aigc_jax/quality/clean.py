@@ -17,8 +17,7 @@ from aigc_jax.data.sources import ImageData
 from aigc_jax.data.text import TextData
 from aigc_jax.metrics.feature_classifier import ClassifierSettings
 from aigc_jax.quality import duplicates, label_issues, outliers, text_issues
-from aigc_jax.quality.corrupt import Corrupted
-from aigc_jax.quality.corrupt_text import CorruptedText
+from aigc_jax.quality.corrupt import GroundTruth
 
 # Which injected kinds each detector is meant to find.
 TARGETS = {
@@ -43,12 +42,11 @@ def detector_names(config: ml_collections.ConfigDict, is_text: bool) -> list[str
   return names
 
 
-def truth_ids(truth, kinds) -> np.ndarray:
+def truth_ids(truth: GroundTruth, kinds) -> np.ndarray:
   """The ids a detector should flag: the injected examples of its kinds, and for
   duplicates also the clean originals they copy (either member reveals the pair)."""
   ids = [truth.ids(kind) for kind in kinds]
-  if isinstance(truth, Corrupted):
-    ids += [truth.source[truth.ids(kind)] for kind in kinds if kind.endswith("duplicate")]
+  ids += [truth.source[truth.ids(kind)] for kind in kinds if kind.endswith("duplicate")]
   return np.unique(np.concatenate(ids)) if ids else np.zeros(0, np.int64)
 
 
@@ -58,17 +56,16 @@ def precision_recall(flagged: np.ndarray, expected: np.ndarray) -> dict:
           "recall": hits / len(expected) if len(expected) else None}
 
 
-def excluded_share_by_kind(truth, exclude: np.ndarray) -> dict[str, float | None]:
+def excluded_share_by_kind(truth: GroundTruth, exclude: np.ndarray) -> dict[str, float | None]:
   """Per injected kind, the share the exclude set removes. An injected copy counts as
   removed when either it or its original is (dropping one of a pair is the cure), and the
   originals of copies leave the 'clean' share, which is then the false-alarm rate."""
   excluded = np.zeros(len(truth.kind), bool)
   excluded[exclude] = True
-  source = truth.source if isinstance(truth, Corrupted) else np.full(len(truth.kind), -1)
-  copies = np.flatnonzero(source >= 0)
-  excluded[copies] |= excluded[source[copies]]
+  copies = np.flatnonzero(truth.source >= 0)
+  excluded[copies] |= excluded[truth.source[copies]]
   originals = np.zeros_like(excluded)
-  originals[source[copies]] = True
+  originals[truth.source[copies]] = True
   shares = {}
   for i, kind in enumerate(truth.kinds):
     members = (truth.kind == i) & ~originals
@@ -122,7 +119,7 @@ def _text_detectors(config, data: TextData, names):
 
 
 def clean(config: ml_collections.ConfigDict, data: ImageData | TextData,
-          truth: Corrupted | CorruptedText | None = None,
+          truth: GroundTruth | None = None,
           neg_elbo: np.ndarray | None = None, log=print
           ) -> tuple[dict, np.ndarray, dict[str, np.ndarray], np.ndarray | None]:
   """Runs the detectors; returns (report, ids to exclude, flagged ids per detector,

@@ -152,17 +152,24 @@ def draw_disjoint(candidates: np.ndarray, rates: list[float], rng: np.random.Gen
   return chosen, order[sum(counts):]
 
 
-@dataclasses.dataclass(frozen=True)
-class Corrupted:
-  """A corrupted split and its ground truth."""
+def kind_per_item(chosen: list[np.ndarray], num_items: int) -> np.ndarray:
+  """(num_items,) int: i + 1 for the ids in chosen[i], 0 (clean) elsewhere."""
+  kind = np.zeros(num_items, np.int64)
+  for i, ids in enumerate(chosen):
+    kind[ids] = i + 1
+  return kind
 
-  data: ImageData
+
+@dataclasses.dataclass(frozen=True)
+class GroundTruth:
+  """Which corruption each item of a split (an example, or a line of text) received."""
+
   kinds: tuple[str, ...]  # kinds[0] is "clean".
-  kind: np.ndarray  # (N,) int: index into `kinds` of each example's corruption.
-  source: np.ndarray  # (N,) int: the clean example a duplicate copies; -1 otherwise.
+  kind: np.ndarray  # (N,) int: index into `kinds` of each item's corruption.
+  source: np.ndarray  # (N,) int: the clean item a duplicate copies; -1 otherwise.
 
   def ids(self, name: str) -> np.ndarray:
-    """Indices of the examples corrupted by `name` (empty if the spec lacks it)."""
+    """Indices of the items corrupted by `name` (empty if the spec lacks it)."""
     if name not in self.kinds:
       return np.zeros(0, np.int64)
     return np.flatnonzero(self.kind == self.kinds.index(name))
@@ -171,8 +178,15 @@ class Corrupted:
     return {name: int(np.sum(self.kind == i)) for i, name in enumerate(self.kinds)}
 
   def save(self, path: str) -> None:
-    """Writes the ground truth (not the images) as an .npz: kind, source and kind names."""
+    """Writes the ground truth (not the data) as an .npz: kind, source and kind names."""
     np.savez(path, kind=self.kind, source=self.source, kinds=np.array(self.kinds))
+
+
+@dataclasses.dataclass(frozen=True)
+class Corrupted(GroundTruth):
+  """A corrupted image split and its ground truth."""
+
+  data: ImageData
 
 
 def corrupt(data: ImageData, spec: str, seed: int,
@@ -182,9 +196,7 @@ def corrupt(data: ImageData, spec: str, seed: int,
   rng = np.random.default_rng([CORRUPTION_STREAM, seed])
   n = len(data.images)
   chosen, clean = draw_disjoint(np.arange(n), [rate for _, rate in pairs], rng, spec)
-  kind = np.zeros(n, np.int64)
-  for i, idx in enumerate(chosen):
-    kind[idx] = i + 1
+  kind = kind_per_item(chosen, n)
   source = np.full(n, -1, np.int64)
   images, labels = data.images.copy(), data.labels.copy()
   for (name, _), idx in zip(pairs, chosen):
@@ -198,5 +210,5 @@ def corrupt(data: ImageData, spec: str, seed: int,
       source[idx] = sources
     CORRUPTIONS[name](images, labels, idx, rng, num_classes=data.num_classes,
                       sources=sources, ood_images=ood_images)
-  return Corrupted(ImageData(images, labels, data.num_classes),
-                   (CLEAN, *(name for name, _ in pairs)), kind, source)
+  return Corrupted(kinds=(CLEAN, *(name for name, _ in pairs)), kind=kind, source=source,
+                   data=ImageData(images, labels, data.num_classes))

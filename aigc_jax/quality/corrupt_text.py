@@ -19,7 +19,8 @@ import dataclasses
 
 import numpy as np
 
-from aigc_jax.quality.corrupt import CLEAN, CORRUPTION_STREAM, draw_disjoint, parse_spec
+from aigc_jax.quality.corrupt import (CLEAN, CORRUPTION_STREAM, GroundTruth, draw_disjoint,
+                                      kind_per_item, parse_spec)
 
 BOILERPLATE = "Read more plays for free at our site; subscribe for updates!"
 CHAR_NOISE_SHARE = 0.15
@@ -55,23 +56,11 @@ TEXT_CORRUPTIONS = {"char_noise": _char_noise, "garbage_lines": _garbage_line,
 
 
 @dataclasses.dataclass(frozen=True)
-class CorruptedText:
-  """A corrupted text and the ground-truth kind of each of its lines."""
+class CorruptedText(GroundTruth):
+  """A corrupted text and the ground truth of each of its lines (no line is a copy, so
+  every source is -1)."""
 
   text: str
-  kinds: tuple[str, ...]  # kinds[0] is "clean".
-  kind: np.ndarray  # (lines,) int: index into `kinds` for each line of `text`.
-
-  def ids(self, name: str) -> np.ndarray:
-    if name not in self.kinds:
-      return np.zeros(0, np.int64)
-    return np.flatnonzero(self.kind == self.kinds.index(name))
-
-  def summary(self) -> dict[str, int]:
-    return {name: int(np.sum(self.kind == i)) for i, name in enumerate(self.kinds)}
-
-  def save(self, path: str) -> None:
-    np.savez(path, kind=self.kind, kinds=np.array(self.kinds))
 
 
 def corrupt_text(text: str, spec: str, seed: int) -> CorruptedText:
@@ -85,12 +74,12 @@ def corrupt_text(text: str, spec: str, seed: int) -> CorruptedText:
   rng = np.random.default_rng([CORRUPTION_STREAM, seed])
   non_empty = np.array([i for i, line in enumerate(lines) if line], np.int64)
   chosen, _ = draw_disjoint(non_empty, [rate for _, rate in pairs], rng, spec)
-  kind = np.zeros(len(lines), np.int64)
-  for k, ((name, _), ids) in enumerate(zip(pairs, chosen)):
-    kind[ids] = k + 1
+  for (name, _), ids in zip(pairs, chosen):
     for i in ids:
       lines[i] = TEXT_CORRUPTIONS[name](lines[i], alphabet, rng)
-  return CorruptedText("\n".join(lines), (CLEAN, *(name for name, _ in pairs)), kind)
+  return CorruptedText(kinds=(CLEAN, *(name for name, _ in pairs)),
+                       kind=kind_per_item(chosen, len(lines)),
+                       source=np.full(len(lines), -1, np.int64), text="\n".join(lines))
 
 
 def drop_lines(text: str, line_ids: np.ndarray) -> str:

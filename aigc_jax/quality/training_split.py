@@ -17,14 +17,14 @@ import numpy as np
 
 from aigc_jax.data.sources import ImageData, load_split
 from aigc_jax.data.text import TextData
-from aigc_jax.quality.corrupt import Corrupted, corrupt
-from aigc_jax.quality.corrupt_text import CorruptedText, corrupt_text, drop_lines
+from aigc_jax.quality.corrupt import GroundTruth, corrupt
+from aigc_jax.quality.corrupt_text import corrupt_text, drop_lines
 
 GROUND_TRUTH_FILE = "corruption.npz"
 
 
 def corrupted_split(config: ml_collections.ConfigDict, data: ImageData | TextData
-                    ) -> tuple[ImageData | TextData, Corrupted | CorruptedText | None]:
+                    ) -> tuple[ImageData | TextData, GroundTruth | None]:
   """`data` with config.data.corrupt applied, and the ground truth (None if no corruption)."""
   spec, seed = config.data.corrupt, config.data.corrupt_seed
   if not spec:
