@@ -24,12 +24,22 @@ import numpy as np
 _CHUNK = 1024  # Query rows per jitted distance call.
 
 
+def _sq_distances_less_query_norm(queries: jax.Array, points: jax.Array) -> jax.Array:
+  """(Q, P) |p|^2 - 2 q.p: the squared distance less |q|^2, which is the same along a row,
+  so nearest-neighbour searches can rank on this and add |q|^2 to the winners only."""
+  return jnp.sum(points**2, 1)[None, :] - 2 * queries @ points.T
+
+
+def _with_query_norm(best: jax.Array, queries: jax.Array) -> jax.Array:
+  """(Q,) partial distances -> squared distances, clipped at 0 against rounding."""
+  return jnp.maximum(best + jnp.sum(queries**2, 1), 0.0)
+
+
 @jax.jit
 def _sq_distances(queries: jax.Array, points: jax.Array) -> jax.Array:
   """(Q, D), (P, D) -> (Q, P) squared Euclidean distances, clipped at 0 against rounding."""
-  cross = queries @ points.T
-  sq = jnp.sum(queries**2, 1)[:, None] + jnp.sum(points**2, 1)[None, :] - 2 * cross
-  return jnp.maximum(sq, 0.0)
+  partial = _sq_distances_less_query_norm(queries, points)
+  return jnp.maximum(partial + jnp.sum(queries**2, 1)[:, None], 0.0)
 
 
 @functools.partial(jax.jit, static_argnames="k")
@@ -37,14 +47,13 @@ def _kth_smallest(queries, points, k: int):
   """(Q, D), (P, D) -> (Q,) k-th smallest squared distance from each query to the points.
 
   Masks the row minimum k - 1 times and takes the minimum after: O(kP) per row, where
-  lax.top_k sorts and is ~20x slower on CPU at k = 4. |q|^2 is the same along a row, so it
-  is left out of the search and added to the result only.
+  lax.top_k sorts and is ~20x slower on CPU at k = 4.
   """
-  partial = jnp.sum(points**2, 1)[None, :] - 2 * queries @ points.T
+  partial = _sq_distances_less_query_norm(queries, points)
   rows = jnp.arange(partial.shape[0])
   mask_row_minimum = lambda _, d: d.at[rows, jnp.argmin(d, axis=1)].set(jnp.inf)
   partial = jax.lax.fori_loop(0, k - 1, mask_row_minimum, partial)
-  return jnp.maximum(jnp.min(partial, axis=1) + jnp.sum(queries**2, 1), 0.0)
+  return _with_query_norm(jnp.min(partial, axis=1), queries)
 
 
 def _in_chunks(fn, queries: np.ndarray, *args, pass_offset: bool = False):
@@ -80,12 +89,11 @@ def nearest_distances(queries: np.ndarray, points: np.ndarray) -> np.ndarray:
 def _nearest_other(queries, first_row, points):
   """Index of and distance to each query's nearest point, where query i is point
   first_row + i and may not be its own neighbour."""
-  partial = jnp.sum(points**2, 1)[None, :] - 2 * queries @ points.T
+  partial = _sq_distances_less_query_norm(queries, points)
   rows = jnp.arange(partial.shape[0])
   partial = partial.at[rows, first_row + rows].set(jnp.inf)  # Past the end: dropped.
   nearest = jnp.argmin(partial, axis=1)
-  sq = partial[rows, nearest] + jnp.sum(queries**2, 1)
-  return nearest, jnp.sqrt(jnp.maximum(sq, 0.0))
+  return nearest, jnp.sqrt(_with_query_norm(partial[rows, nearest], queries))
 
 
 def nearest_other_points(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
