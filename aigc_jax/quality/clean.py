@@ -73,19 +73,23 @@ def excluded_share_by_kind(truth: GroundTruth, exclude: np.ndarray) -> dict[str,
   return shares
 
 
+def _duplicate_result(groups: list[np.ndarray]):
+  """Every group member is flagged; all but one per group is excluded."""
+  flagged = np.concatenate(groups) if groups else np.zeros(0, np.int64)
+  return flagged, duplicates.all_but_first(groups), {"groups": len(groups)}
+
+
 def _image_detectors(config, data: ImageData, names, neg_elbo, log):
   """{name: (flagged ids, ids to exclude, info)} for image detectors, and the
   out-of-sample probabilities (None if no detector needed them)."""
   results = {}
   if "exact_duplicates" in names:
-    groups = duplicates.exact_duplicate_groups(data.images)
-    results["exact_duplicates"] = (np.concatenate(groups) if groups else np.zeros(0, int),
-                                   duplicates.all_but_first(groups), {"groups": len(groups)})
+    results["exact_duplicates"] = _duplicate_result(
+        duplicates.exact_duplicate_groups(data.images))
   if "near_duplicates" in names:
     embedding = duplicates.pixel_embedding(data.images, config.embedding_dims)
     groups, _ = duplicates.near_duplicate_groups(embedding, config.near_duplicate_threshold)
-    results["near_duplicates"] = (np.concatenate(groups) if groups else np.zeros(0, int),
-                                  duplicates.all_but_first(groups), {"groups": len(groups)})
+    results["near_duplicates"] = _duplicate_result(groups)
   probs = None
   if {"label_issues", "outliers"} & set(names):
     settings = ClassifierSettings(epochs=config.cv_epochs, seed=config.seed)
