@@ -21,7 +21,7 @@ from ml_collections import config_flags
 from aigc_jax.data.image_grid import make_grid, save_png
 from aigc_jax.data.text import TextData
 from aigc_jax.quality.clean import clean
-from aigc_jax.quality.training_split import GROUND_TRUTH_FILE, corrupted_split, num_items
+from aigc_jax.quality.training_split import dirty_split, num_items
 from aigc_jax.quality.vae_scores import per_example_neg_elbo
 from aigc_jax.train.loop import load_split
 from aigc_jax.train.restore import restore_run
@@ -60,11 +60,9 @@ def main(argv):
   cli.setup_runtime()
   config, workdir = _CONFIG.value, _WORKDIR.value
   os.makedirs(workdir, exist_ok=True)
-  data, truth = corrupted_split(config, load_split(config, config.data.split))
+  data, truth = dirty_split(config, load_split(config, config.data.split), workdir,
+                            log=logging.info)
   logging.info("Cleaning %s/%s: %s.", config.data.name, config.data.split, data.describe())
-  if truth is not None:
-    truth.save(os.path.join(workdir, GROUND_TRUTH_FILE))
-    logging.info("Injected (%s): %s.", config.data.corrupt, truth.summary())
   neg_elbo = None
   if _VAE_WORKDIR.value:
     neg_elbo = per_example_neg_elbo(restore_run(_VAE_WORKDIR.value), data)

@@ -72,16 +72,24 @@ def num_items(data: ImageData | TextData) -> int:
   return len(data.images)
 
 
-def training_split(config: ml_collections.ConfigDict, data: ImageData | TextData,
-                   workdir: str | None = None, log=print) -> ImageData | TextData:
-  """Corrupts, then excludes, as the config says; saves the ground truth in `workdir`."""
+def dirty_split(config: ml_collections.ConfigDict, data: ImageData | TextData,
+                workdir: str | None = None, log=print
+                ) -> tuple[ImageData | TextData, GroundTruth | None]:
+  """corrupted_split, logged, with the ground truth saved in `workdir` (when given)."""
   data, truth = corrupted_split(config, data)
   if truth is not None:
-    log(f"Corrupted the training split ({config.data.corrupt}, seed "
-        f"{config.data.corrupt_seed}): {truth.summary()}.")
+    log(f"Corrupted the split ({config.data.corrupt}, seed {config.data.corrupt_seed}): "
+        f"{truth.summary()}.")
     if workdir is not None:
       os.makedirs(workdir, exist_ok=True)
       truth.save(os.path.join(workdir, GROUND_TRUTH_FILE))
+  return data, truth
+
+
+def training_split(config: ml_collections.ConfigDict, data: ImageData | TextData,
+                   workdir: str | None = None, log=print) -> ImageData | TextData:
+  """Corrupts, then excludes, as the config says; saves the ground truth in `workdir`."""
+  data, _ = dirty_split(config, data, workdir, log)
   if config.data.exclude:
     ids = load_exclude(config.data.exclude, num_items(data))
     data = without(data, ids)
