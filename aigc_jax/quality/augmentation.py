@@ -15,6 +15,7 @@ import dataclasses
 
 import numpy as np
 
+from aigc_jax.data.image_grid import to_uint8
 from aigc_jax.data.sources import ImageData
 from aigc_jax.metrics.feature_classifier import (ClassifierSettings, accuracy,
                                                   features_and_probs, train_classifier)
@@ -35,11 +36,6 @@ def confident_agreement(probs: np.ndarray, labels: np.ndarray, min_confidence: f
   return (probs.argmax(1) == labels) & (probs.max(1) >= min_confidence)
 
 
-def to_stored_pixels(samples_unit: np.ndarray) -> np.ndarray:
-  """Samples in [0, 1] -> uint8, the form real images are stored in."""
-  return np.round(np.clip(samples_unit, 0.0, 1.0) * 255).astype(np.uint8)
-
-
 def _with(real: ImageData, images: np.ndarray, labels: np.ndarray) -> ImageData:
   return ImageData(np.concatenate([real.images, images]),
                    np.concatenate([real.labels, labels.astype(np.int32)]), real.num_classes)
@@ -55,7 +51,7 @@ def augmentation_accuracies(real: ImageData, test: ImageData, samples: np.ndarra
   model, params = train_classifier(real, settings, log)
   report = {"real_examples": len(real.images), "generated_examples": len(samples),
             "min_confidence": min_confidence, "accuracy_real": accuracy(model, params, test)}
-  generated = to_stored_pixels(samples)
+  generated = to_uint8(samples)  # Stored like the real images.
   keep = confident_agreement(features_and_probs(model, params, generated)[1], sample_labels,
                              min_confidence)
   report["kept_share"] = float(keep.mean())
