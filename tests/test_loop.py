@@ -7,7 +7,8 @@ import jax
 import numpy as np
 import pytest
 
-from aigc_jax.train.loop import WorkdirMismatchError, chunk_sizes, crossed, train_and_evaluate
+from aigc_jax.train.checkpoint import NoReadableCheckpointError, WorkdirMismatchError
+from aigc_jax.train.loop import chunk_sizes, crossed, train_and_evaluate
 from aigc_jax.train.step_logger import NonFiniteLossError
 from aigc_jax.train.metric_writer import read_metrics
 from aigc_jax.train.restore import generate_images, restore_run
@@ -39,6 +40,46 @@ def test_resumed_run_matches_an_uninterrupted_one(tiny_config, tmp_path):
     assert x == pytest.approx(y, rel=1e-6)
   chex.assert_trees_all_close(restore_run(straight).state.g_params,
                               restore_run(resumed).state.g_params, rtol=1e-6)
+
+
+def damage(checkpoint_dir):
+  """Truncates every array file of a checkpoint, as a lost disk block or full disk would."""
+  for root, _, files in os.walk(os.path.join(checkpoint_dir, "state")):
+    for name in files:
+      if os.path.basename(root) == "d":
+        with open(os.path.join(root, name), "r+b") as f:
+          f.truncate(8)
+
+
+def test_an_unreadable_checkpoint_is_set_aside_and_the_previous_one_resumed(
+    tiny_config, tmp_path, caplog):
+  straight, damaged = str(tmp_path / "straight"), str(tmp_path / "damaged")
+  tiny_config.num_steps = 6
+  train_and_evaluate(tiny_config, straight)
+  tiny_config.num_steps = 4
+  train_and_evaluate(tiny_config, damaged)  # Checkpoints at 2 and 4.
+  damage(os.path.join(damaged, "checkpoints", "4"))
+  tiny_config.num_steps = 6
+  train_and_evaluate(tiny_config, damaged)  # Skips 4, resumes at 2, redoes 3..6.
+  assert f"Skipping checkpoint {os.path.join(damaged, 'checkpoints', '4')}" in caplog.text
+  saved = os.listdir(os.path.join(damaged, "checkpoints"))
+  assert {"4", "6"} <= set(saved) and any(d.startswith("4.unreadable.") for d in saved)
+  a, b = read_metrics(straight), read_metrics(damaged)
+  assert [m["step"] for m in b] == [2, 4, 6]
+  for x, y in zip(a, b):
+    x.pop("steps_per_s"), y.pop("steps_per_s")
+    assert x == pytest.approx(y, rel=1e-6)
+
+
+def test_a_run_whose_checkpoints_are_all_unreadable_stops_then_starts_afresh(
+    tiny_config, tmp_path):
+  train_and_evaluate(tiny_config, str(tmp_path))
+  for step in ("2", "4"):
+    damage(os.path.join(tmp_path, "checkpoints", step))
+  with pytest.raises(NoReadableCheckpointError, match="rerun to train from scratch"):
+    train_and_evaluate(tiny_config, str(tmp_path))
+  train_and_evaluate(tiny_config, str(tmp_path))
+  assert {"2", "4"} <= set(os.listdir(tmp_path / "checkpoints"))
 
 
 def test_non_finite_loss_stops_and_names_step_and_last_checkpoint(tiny_config, tmp_path):

@@ -3,16 +3,32 @@
 Saves are asynchronous -- the device-to-host copy happens in `save`, the file writes in
 the background -- so training continues while a checkpoint is written. Orbax writes each
 step into a temporary folder and renames it when complete, so a run killed mid-save
-leaves the previous checkpoint as the latest one.
+leaves the previous checkpoint as the latest one. A checkpoint damaged later (a truncated
+or overwritten file, a lost disk block) is found when it fails to read back; see
+`restore_newest`.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
+from jax.experimental import multihost_utils
+
+T = TypeVar("T")
+
+
+class WorkdirMismatchError(ValueError):
+  """The workdir holds checkpoints of a different family or architecture."""
+
+
+class NoReadableCheckpointError(RuntimeError):
+  """Every checkpoint of a run failed to read back."""
 
 
 class Checkpointer:
@@ -44,6 +60,52 @@ class Checkpointer:
     """Restores onto the shardings in `abstract_state` (any device count)."""
     return self._manager.restore(
         step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))["state"]
+
+  def restore_newest(self, restore: Callable[[int], T], *, set_aside: bool = True
+                     ) -> tuple[int, T] | None:
+    """(step, restore(step)) for the newest checkpoint that reads back; None if none exist.
+
+    A checkpoint that fails to read is skipped with a warning naming it, and the next
+    older one is tried. Orbax and TensorStore report damage with assorted exception types
+    (a bare Exception for a truncated array file, KeyError for a missing item, ...), so
+    any exception counts as unreadable -- except WorkdirMismatchError, which is a config
+    problem, not damage. With `set_aside`, a skipped checkpoint is renamed
+    STEP.unreadable.TIME, so the run can save that step anew and the files stay for a
+    post-mortem.
+    """
+    unreadable, found = [], None
+    for step in sorted(self._manager.all_steps(), reverse=True):
+      try:
+        found = step, restore(step)
+        break
+      except WorkdirMismatchError:
+        raise
+      except Exception as error:  # noqa: BLE001 -- see the docstring.
+        logging.warning("Skipping checkpoint %s: it cannot be read back (%s: %s).",
+                        self.path(step), type(error).__name__, str(error)[:300])
+        unreadable.append(self.path(step))
+    if unreadable and set_aside:
+      self._set_aside(unreadable)
+    if found is None and unreadable:
+      raise NoReadableCheckpointError(
+          f"No checkpoint under {self.directory} reads back (tried "
+          f"{', '.join(unreadable)}). " + (
+              "They were renamed *.unreadable.*; rerun to train from scratch, or restore "
+              "the folder from a backup." if set_aside else
+              "Retrain, or restore the folder from a backup."))
+    return found
+
+  def _set_aside(self, paths: list[str]) -> None:
+    """Renames unreadable step folders (on process 0, then all processes re-list)."""
+    if jax.process_index() == 0:
+      stamp = time.strftime("%Y%m%d-%H%M%S")
+      for path in paths:
+        os.rename(path, f"{path}.unreadable.{stamp}")
+        logging.warning("Renamed the unreadable checkpoint %s to %s.unreadable.%s", path,
+                        path, stamp)
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices("checkpoint_set_aside")
+    self._manager.reload()
 
   def wait(self) -> None:
     self._manager.wait_until_finished()

@@ -34,11 +34,8 @@ class RestoredRun:
 def restore_run(workdir: str, step: int | None = None) -> RestoredRun:
   """Loads the config saved with the checkpoint, then the state, replicated on all devices."""
   checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
-  try:
-    step = checkpointer.latest_step() if step is None else step
-    if step is None:
-      raise FileNotFoundError(f"No checkpoint under {checkpointer.directory}; train first "
-                              "with python -m experiments.train --workdir=" + workdir)
+
+  def restore(step: int) -> tuple[ml_collections.ConfigDict, ImageSpec | TextSpec, Family, Any]:
     meta = checkpointer.restore_meta(step)
     config = ml_collections.ConfigDict(meta["config"])
     spec = spec_from_json(meta["data_spec"])
@@ -47,9 +44,17 @@ def restore_run(workdir: str, step: int | None = None) -> RestoredRun:
     init_rng = stream(jax.random.key(config.seed), "init")
     abstract = abstract_like(lambda rng: family.create_state(config, rng, spec), init_rng,
                              sharding=repl)
-    state = checkpointer.restore_state(step, abstract)
+    return config, spec, family, checkpointer.restore_state(step, abstract)
+
+  try:
+    restored = (checkpointer.restore_newest(restore, set_aside=False) if step is None
+                else (step, restore(step)))
   finally:
     checkpointer.close()
+  if restored is None:
+    raise FileNotFoundError(f"No checkpoint under {checkpointer.directory}; train first "
+                            "with python -m experiments.train --workdir=" + workdir)
+  step, (config, spec, family, state) = restored
   return RestoredRun(config=config, spec=spec, family=family, state=state, step=step)
 
 
