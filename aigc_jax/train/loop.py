@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import ml_collections
@@ -20,26 +21,25 @@ from aigc_jax.data.sources import ImageData, ImageSpec, load_split as load_sourc
 from aigc_jax.data.text import TextData, TextSpec
 from aigc_jax.quality.training_split import training_split
 from aigc_jax.train import sharding
-from aigc_jax.train.checkpoint import Checkpointer, abstract_like
+from aigc_jax.train.checkpoint import Checkpointer, WorkdirMismatchError, abstract_like
+from aigc_jax.train.distributed import chief_first
 from aigc_jax.train.evaluation import make_split_evaluator
 from aigc_jax.train.family import Family, TrainStep, get_family
 from aigc_jax.train.metric_writer import MetricWriter
-from aigc_jax.train.preemption import sigterm_flag
+from aigc_jax.train.preemption import preemption_notice
 from aigc_jax.train.replicated import fetch
 from aigc_jax.train.sample_output import grid_columns, save_samples
 from aigc_jax.train.step_logger import StepLogger
 from aigc_jax.train.rng import stream
 
 
-class WorkdirMismatchError(ValueError):
-  """The workdir holds checkpoints of a different family or architecture."""
-
-
 def load_split(config: ml_collections.ConfigDict, split: str) -> ImageData | TextData:
+  """Loads a split, preparing the dataset on process 0 before the others read it."""
   data = config.data
-  return load_source_split(data.name, split, data_dir=data.data_dir,
-                           manual_dir=data.manual_dir, image_folder=data.image_folder,
-                           block_size=config.get("block_size"))
+  return chief_first(lambda: load_source_split(
+      data.name, split, data_dir=data.data_dir, manual_dir=data.manual_dir,
+      image_folder=data.image_folder, block_size=config.get("block_size")),
+                     name=f"load_split:{split}")
 
 
 def checkpoint_meta(config: ml_collections.ConfigDict, spec: ImageSpec | TextSpec) -> dict:
@@ -99,6 +99,23 @@ def crossed(every: int, before: int, after: int) -> bool:
   return every > 0 and after // every > before // every
 
 
+def initial_state(config: ml_collections.ConfigDict, checkpointer: Checkpointer,
+                  create_state: Callable, init_rng: jax.Array, repl: jax.sharding.Sharding
+                  ) -> tuple[int, Any]:
+  """(step, state) of the newest readable checkpoint, placed on `repl`; else (0, fresh)."""
+  abstract_state = abstract_like(create_state, init_rng, sharding=repl)
+
+  def restore(step):
+    check_same_model(config, checkpointer.restore_meta(step), checkpointer.path(step))
+    return checkpointer.restore_state(step, abstract_state)
+
+  restored = checkpointer.restore_newest(restore)
+  if restored is None:
+    return 0, jax.jit(create_state, out_shardings=repl)(init_rng)
+  logging.info("Resumed from %s at step %d.", checkpointer.path(restored[0]), restored[0])
+  return restored
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Trains `config` in `workdir` up to `config.num_steps`; returns the last logged scalars."""
   family: Family = get_family(config.family)
@@ -116,48 +133,40 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"),
                               max_to_keep=config.keep_checkpoints)
-  start_step = checkpointer.latest_step()
-  if start_step is None:
-    start_step = 0
-    state = jax.jit(create_state, out_shardings=repl)(init_rng)
-  else:
-    check_same_model(config, checkpointer.restore_meta(start_step),
-                     checkpointer.path(start_step))
-    state = checkpointer.restore_state(
-        start_step, abstract_like(create_state, init_rng, sharding=repl))
-    logging.info("Resumed from %s at step %d.", checkpointer.path(start_step), start_step)
-  meta = checkpoint_meta(config, spec)
-  if is_chief:
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      json.dump(meta, f, indent=2)
-    _truncate_metrics(workdir, start_step)
+  writer = None
+  try:  # Whatever fails from here on, pending saves finish and files close.
+    start_step, state = initial_state(config, checkpointer, create_state, init_rng, repl)
+    meta = checkpoint_meta(config, spec)
+    if is_chief:
+      os.makedirs(workdir, exist_ok=True)
+      with open(os.path.join(workdir, "config.json"), "w") as f:
+        json.dump(meta, f, indent=2)
+      _truncate_metrics(workdir, start_step)
 
-  chunks = chunk_sizes(start_step, config.num_steps, config.steps_per_call)
-  multi_step = jax.jit(make_multi_step(family.make_train_step(config, spec)),
-                       in_shardings=(repl, sharding.stacked_batch_sharded(mesh), repl),
-                       out_shardings=(repl, repl), donate_argnums=0)
-  sample = jax.jit(family.make_sampler(config, spec), static_argnums=2, out_shardings=repl)
-  local_batches = data.train_batches(global_batch=config.batch_size, seed=config.seed,
-                                     start_step=start_step, process_index=jax.process_index(),
-                                     process_count=jax.process_count())
-  batches = sharding.prefetch_to_devices(stack_batches(local_batches, iter(chunks)),
-                                         sharding.stacked_batch_sharded(mesh))
-  evaluate = None
-  if family.make_eval_step is not None and config.eval_every:
-    eval_data = load_split(config, config.data.eval_split)
-    evaluate = make_split_evaluator(family, config, spec, eval_data, mesh, eval_rng)
+    chunks = chunk_sizes(start_step, config.num_steps, config.steps_per_call)
+    multi_step = jax.jit(make_multi_step(family.make_train_step(config, spec)),
+                         in_shardings=(repl, sharding.stacked_batch_sharded(mesh), repl),
+                         out_shardings=(repl, repl), donate_argnums=0)
+    sample = jax.jit(family.make_sampler(config, spec), static_argnums=2, out_shardings=repl)
+    local_batches = data.train_batches(global_batch=config.batch_size, seed=config.seed,
+                                       start_step=start_step, process_index=jax.process_index(),
+                                       process_count=jax.process_count())
+    batches = sharding.prefetch_to_devices(stack_batches(local_batches, iter(chunks)),
+                                           sharding.stacked_batch_sharded(mesh))
+    evaluate = None
+    if family.make_eval_step is not None and config.eval_every:
+      eval_data = load_split(config, config.data.eval_split)
+      evaluate = make_split_evaluator(family, config, spec, eval_data, mesh, eval_rng)
 
-  writer = MetricWriter(workdir, enabled=is_chief)
-  logger = StepLogger(writer, config.num_steps, checkpointer)
-  logging.info("Training %s/%s on %s (%s) from step %d to %d on %d device(s), %d step(s) "
-               "per call.", config.family, config.model.arch, config.data.name,
-               data.describe(), start_step, config.num_steps, mesh.size,
-               config.steps_per_call)
-  step = start_step
-  try:
-    with sigterm_flag() as preemption:
-      for size in chunks:
+    writer = MetricWriter(workdir, enabled=is_chief)
+    logger = StepLogger(writer, config.num_steps, checkpointer)
+    logging.info("Training %s/%s on %s (%s) from step %d to %d on %d device(s), %d step(s) "
+                 "per call.", config.family, config.model.arch, config.data.name,
+                 data.describe(), start_step, config.num_steps, mesh.size,
+                 config.steps_per_call)
+    step = start_step
+    with preemption_notice() as preemption:
+      for call_index, size in enumerate(chunks):
         before, step = step, step + size
         state, metrics = multi_step(state, next(batches), train_rng)
         logger.add(before + 1, metrics)
@@ -175,16 +184,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           if is_chief:
             save_samples(spec, samples, workdir, step, writer,
                          columns=grid_columns(config, spec))
-        if (crossed(config.checkpoint_every, before, step) or last
-            or preemption.requested):
+        preempted = preemption.reached(call_index)
+        if crossed(config.checkpoint_every, before, step) or last or preempted:
           logger.flush()  # Never save a state whose metrics were not checked finite.
           checkpointer.save(step, state, meta)
-        if preemption.requested:
+        if preempted:
           logging.warning("SIGTERM received: saved step %d to %s; rerun to resume.", step,
                           checkpointer.path(step))
           break
   finally:
     checkpointer.wait()
     checkpointer.close()
-    writer.close()
+    if writer is not None:
+      writer.close()
   return logger.last_scalars
