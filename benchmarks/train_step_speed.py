@@ -11,6 +11,7 @@ median of each is shown, because a shared 2-core VM drifts by tens of percent.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import statistics
 import time
@@ -79,7 +80,7 @@ def main(argv):
     chunks = itertools.repeat(k)
     return sharding.prefetch_to_devices(
         stack_batches(data.train_batches(global_batch=config.batch_size, seed=config.seed),
-                      chunks), chunk_sharding)
+                      chunks), functools.partial(sharding.to_global, sharding=chunk_sharding))
 
   fixed = next(pipeline())
   one_batch = jax.tree.map(lambda x: x[0], fixed)

@@ -4,6 +4,7 @@ Each run here is real: separate Python processes joined by `jax.distributed` ove
 started by `launch.sh local` or by hand, as on a cluster.
 """
 
+import importlib
 import os
 import signal
 import socket
@@ -60,9 +61,11 @@ def test_every_topology_trains_the_same_and_restores_on_another_device_count(
   assert "on 4 device(s)" in open(os.path.join(two_by_two, "logs", "process_0.log")).read()
   assert_same_trajectory(losses(two_by_two), want)
 
-  # Four processes of one device stop at step 4; one process of two devices resumes.
+  # Four processes of one device, under pmap, stop at step 4; one process of two devices,
+  # under sharded jit, resumes.
   four_by_one = str(tmp_path / "four_processes_1_device")
-  run = launch_local(4, 1, image_folder, four_by_one, **{**STEPS, "num_steps": 4})
+  run = launch_local(4, 1, image_folder, four_by_one, **{**STEPS, "num_steps": 4},
+                     parallel="pmap")
   assert run.returncode == 0, run.stderr[-3000:]
   assert sorted(os.listdir(os.path.join(four_by_one, "logs"))) == [
       f"process_{i}.log" for i in range(4)]
@@ -71,6 +74,26 @@ def test_every_topology_trains_the_same_and_restores_on_another_device_count(
   log = open(os.path.join(four_by_one, "logs", "process_0.log")).read()
   assert "Resumed from" in log and "on 2 device(s)" in log
   assert_same_trajectory(losses(four_by_one), want)
+
+
+@pytest.mark.parametrize("config_file", ["dcgan", "vae"])
+def test_pmap_trains_like_sharded_jit(config_file, image_folder, tmp_path):
+  """DCGAN: BatchNorm statistics over the global batch; VAE: posterior noise and binarisation."""
+  config = importlib.import_module(f"experiments.configs.{config_file}").get_config("tiny")
+  config.data.name, config.data.image_folder = "image_folder", image_folder
+  config.update(num_steps=4, log_every=1, eval_every=0)
+  runs = {}
+  for parallel in ("jit", "pmap"):
+    config.parallel = parallel
+    runs[parallel] = str(tmp_path / parallel)
+    train_and_evaluate(config, runs[parallel])
+  assert_same_trajectory(losses(runs["pmap"]), losses(runs["jit"]))
+
+
+def test_unknown_parallel_mode_is_refused(tiny_config, tmp_path):
+  tiny_config.parallel = "pjit"
+  with pytest.raises(ValueError, match="is not one of"):
+    train_and_evaluate(tiny_config, str(tmp_path))
 
 
 def start_processes(image_folder, workdir, tmp_path, num_processes=2, **overrides):

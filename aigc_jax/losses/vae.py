@@ -88,5 +88,10 @@ def dynamic_binarize(rng: jax.Array, images: jnp.ndarray) -> jnp.ndarray:
   Published MNIST NLLs use this protocol: a fresh binarisation per training step and a
   fixed one (fixed key) of the test set.
   """
-  on = jax.random.bernoulli(rng, (images + 1.0) / 2.0)
+  return binarize(images, jax.random.uniform(rng, images.shape))
+
+
+def binarize(images: jnp.ndarray, uniform_noise: jnp.ndarray) -> jnp.ndarray:
+  """Pixel on where U(0, 1) noise < intensity: `dynamic_binarize` with the noise given."""
+  on = uniform_noise < (images + 1.0) / 2.0
   return jnp.where(on, 1.0, -1.0).astype(images.dtype)

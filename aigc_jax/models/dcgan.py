@@ -45,6 +45,7 @@ class DCGANGenerator(nn.Module):
   widths: Sequence[int] = (256, 128, 64)
   num_classes: int = 0
   label_features: int = 32
+  batch_axis: str | None = None  # pmap axis over which BatchNorm statistics are taken.
 
   @nn.compact
   def __call__(self, z: jnp.ndarray, labels: jnp.ndarray | None = None,
@@ -54,7 +55,7 @@ class DCGANGenerator(nn.Module):
     if width != height:
       raise ValueError(f"DCGAN expects square images; got {height}x{width}.")
     norm = lambda x: nn.relu(nn.BatchNorm(use_running_average=not train,
-                                          momentum=_BN_MOMENTUM)(x))
+                                          momentum=_BN_MOMENTUM, axis_name=self.batch_axis)(x))
     x = append_label_embedding(z, labels, self.num_classes, self.label_features)
     x = nn.Dense(start * start * widths[0], use_bias=False, kernel_init=_KERNEL_INIT)(x)
     x = norm(x.reshape((-1, start, start, widths[0])))  # (B, s, s, widths[0])
@@ -72,6 +73,7 @@ class DCGANDiscriminator(nn.Module):
   num_classes: int = 0
   norm: str = "batch"  # One of D_NORMS.
   negative_slope: float = 0.2
+  batch_axis: str | None = None  # pmap axis over which BatchNorm statistics are taken.
 
   @nn.compact
   def __call__(self, images: jnp.ndarray, labels: jnp.ndarray | None = None,
@@ -84,7 +86,8 @@ class DCGANDiscriminator(nn.Module):
                      kernel_init=_KERNEL_INIT)
       x = normalized(conv, self.norm, train)(x)
       if self.norm == "batch" and i > 0:
-        x = nn.BatchNorm(use_running_average=not train, momentum=_BN_MOMENTUM)(x)
+        x = nn.BatchNorm(use_running_average=not train, momentum=_BN_MOMENTUM,
+                         axis_name=self.batch_axis)(x)
       x = nn.leaky_relu(x, self.negative_slope)
     x = x.reshape((x.shape[0], -1))  # (B, h*w*widths[-1])
     return ProjectionHead(self.num_classes, self.norm)(x, labels, train)

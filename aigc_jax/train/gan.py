@@ -22,6 +22,7 @@ from aigc_jax.losses.gan import get_gan_loss
 from aigc_jax.losses.gan_penalties import get_d_regularizers, l2_penalty
 from aigc_jax.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from aigc_jax.models.mlp_gan import MLPDiscriminator, MLPGenerator
+from aigc_jax.train.batch_axis import batch_axis, batch_mean, per_device, per_example
 from aigc_jax.train.family import Family, balanced_labels
 from aigc_jax.train.rng import step_streams
 
@@ -60,8 +61,10 @@ def build_models(config: ml_collections.ConfigDict, spec: ImageSpec
                          m.label_features),
             MLPDiscriminator(tuple(m.d_hidden), m.negative_slope, num_classes, m.d_norm))
   if m.arch == "dcgan":
-    return (DCGANGenerator(spec.image_shape, tuple(m.g_widths), num_classes, m.label_features),
-            DCGANDiscriminator(tuple(m.d_widths), num_classes, m.d_norm))
+    axis = batch_axis(config)
+    return (DCGANGenerator(spec.image_shape, tuple(m.g_widths), num_classes, m.label_features,
+                           batch_axis=axis),
+            DCGANDiscriminator(tuple(m.d_widths), num_classes, m.d_norm, batch_axis=axis))
   raise ValueError(f"Unknown GAN architecture model.arch='{m.arch}'; available: 'mlp', 'dcgan'.")
 
 
@@ -104,7 +107,8 @@ def make_train_step(config: ml_collections.ConfigDict, spec: ImageSpec):
   loss = get_gan_loss(config.loss)
   regularizers = get_d_regularizers(config.d_reg)
   parse_policy(config.diffaugment)  # Fails now, naming the bad op, rather than mid-trace.
-  augment = lambda rng, images: diff_augment(rng, images, config.diffaugment)
+  axis = batch_axis(config)
+  augment = lambda rng, images: diff_augment(per_device(rng, axis), images, config.diffaugment)
 
   def discriminate(d_params, d_batch_stats, images, labels):
     logits, updates = discriminator.apply(_variables(d_params, d_batch_stats), images, labels,
@@ -117,7 +121,7 @@ def make_train_step(config: ml_collections.ConfigDict, spec: ImageSpec):
     latent_rng, augment_rng, penalty_rng = step_streams(rng, state.step, "latent", "augment",
                                                         "penalty")
     real_aug_rng, fake_aug_rng, g_aug_rng = jax.random.split(augment_rng, 3)
-    z = jax.random.normal(latent_rng, (real.shape[0], config.latent_dim))
+    z = per_example(jax.random.normal, latent_rng, (real.shape[0], config.latent_dim), axis)
     fake, pull_back_to_g, g_updates = jax.vjp(
         lambda p: generator.apply(_variables(p, state.g_batch_stats), z, labels, train=True,
                                   mutable=["batch_stats"]), state.g_params, has_aux=True)
@@ -134,7 +138,8 @@ def make_train_step(config: ml_collections.ConfigDict, spec: ImageSpec):
       real_logits, fake_logits = logits
       d_loss = loss.discriminator(real_logits, fake_logits)
       at_current_d = lambda x: discriminate(d_params, state.d_batch_stats, x, labels)[0]
-      penalties = {name: penalty(at_current_d, real_in, fake_in, penalty_rng, config)
+      penalties = {name: penalty(at_current_d, real_in, fake_in,
+                                 per_device(penalty_rng, axis), config)
                    for name, penalty in regularizers.items()}
       new_stats = jax.tree.map(lambda s: jnp.mean(s, axis=0), stats)
       return d_loss + sum(penalties.values()), (d_loss, real_logits, fake_logits, new_stats,
@@ -142,12 +147,14 @@ def make_train_step(config: ml_collections.ConfigDict, spec: ImageSpec):
 
     (_, (d_loss, real_logits, fake_logits, d_batch_stats, penalties)), d_grads = (
         jax.value_and_grad(d_objective, has_aux=True)(state.d_params))
+    d_grads = batch_mean(d_grads, axis)
     d_updates, d_opt_state = d_tx.update(d_grads, state.d_opt_state, state.d_params)
     d_params = optax.apply_updates(state.d_params, d_updates)
 
     g_loss, fake_grads = jax.value_and_grad(lambda x: loss.generator(
         discriminate(d_params, d_batch_stats, augment(g_aug_rng, x), labels)[0]))(fake)
     (g_grads,) = pull_back_to_g(fake_grads)
+    g_grads = batch_mean(g_grads, axis)
     if config.g_l2:  # Gradient of g_l2 * 1/2 ||theta||^2 added to G's.
       g_grads = jax.tree.map(lambda g, p: g + config.g_l2 * p, g_grads, state.g_params)
     g_opt_updates, g_opt_state = g_tx.update(g_grads, state.g_opt_state, state.g_params)
@@ -170,7 +177,7 @@ def make_train_step(config: ml_collections.ConfigDict, spec: ImageSpec):
     }
     if config.g_l2:
       metrics["g_l2_penalty"] = config.g_l2 * l2_penalty(state.g_params)
-    return new_state, metrics
+    return new_state, batch_mean(metrics, axis)
 
   return train_step
 

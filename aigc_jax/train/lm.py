@@ -11,6 +11,7 @@ import optax
 from aigc_jax.data.text import TextSpec
 from aigc_jax.models.decoding import generate
 from aigc_jax.models.transformer import CharTransformer
+from aigc_jax.train.batch_axis import batch_axis, batch_mean, per_device
 from aigc_jax.train.family import Family
 from aigc_jax.train.rng import step_streams
 
@@ -68,15 +69,19 @@ def make_train_step(config: ml_collections.ConfigDict, spec: TextSpec):
   model = build_model(config, spec)
   tx = build_optimizer(config)
   schedule = learning_rate(config)
+  axis = batch_axis(config)
 
   def train_step(state: LMState, batch, rng):
     (dropout_rng,) = step_streams(rng, state.step, "dropout")
+    dropout_rng = per_device(dropout_rng, axis)
 
     def objective(params):
       return jnp.mean(token_losses(model, params, batch["tokens"], train=True,
                                    dropout_rng=dropout_rng))
 
     loss, grads = jax.value_and_grad(objective)(state.params)
+    grads = batch_mean(grads, axis)
+    loss = batch_mean(loss, axis)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {"loss": loss, "bits_per_char": loss / jnp.log(2.0),

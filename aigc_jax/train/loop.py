@@ -26,6 +26,7 @@ from aigc_jax.train.distributed import chief_first
 from aigc_jax.train.evaluation import make_split_evaluator
 from aigc_jax.train.family import Family, TrainStep, get_family
 from aigc_jax.train.metric_writer import MetricWriter
+from aigc_jax.train.parallel import make_runner
 from aigc_jax.train.preemption import preemption_notice
 from aigc_jax.train.replicated import fetch
 from aigc_jax.train.sample_output import grid_columns, save_samples
@@ -144,15 +145,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       _truncate_metrics(workdir, start_step)
 
     chunks = chunk_sizes(start_step, config.num_steps, config.steps_per_call)
-    multi_step = jax.jit(make_multi_step(family.make_train_step(config, spec)),
-                         in_shardings=(repl, sharding.stacked_batch_sharded(mesh), repl),
-                         out_shardings=(repl, repl), donate_argnums=0)
+    runner = make_runner(config, make_multi_step(family.make_train_step(config, spec)), mesh)
+    state = runner.to_running(state)
     sample = jax.jit(family.make_sampler(config, spec), static_argnums=2, out_shardings=repl)
     local_batches = data.train_batches(global_batch=config.batch_size, seed=config.seed,
                                        start_step=start_step, process_index=jax.process_index(),
                                        process_count=jax.process_count())
-    batches = sharding.prefetch_to_devices(stack_batches(local_batches, iter(chunks)),
-                                           sharding.stacked_batch_sharded(mesh))
+    batches = runner.device_batches(stack_batches(local_batches, iter(chunks)))
     evaluate = None
     if family.make_eval_step is not None and config.eval_every:
       eval_data = load_split(config, config.data.eval_split)
@@ -160,34 +159,35 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     writer = MetricWriter(workdir, enabled=is_chief)
     logger = StepLogger(writer, config.num_steps, checkpointer)
-    logging.info("Training %s/%s on %s (%s) from step %d to %d on %d device(s), %d step(s) "
-                 "per call.", config.family, config.model.arch, config.data.name,
+    logging.info("Training %s/%s on %s (%s) from step %d to %d on %d device(s) with %s, "
+                 "%d step(s) per call.", config.family, config.model.arch, config.data.name,
                  data.describe(), start_step, config.num_steps, mesh.size,
-                 config.steps_per_call)
+                 type(runner).__name__, config.steps_per_call)
     step = start_step
     with preemption_notice() as preemption:
       for call_index, size in enumerate(chunks):
         before, step = step, step + size
-        state, metrics = multi_step(state, next(batches), train_rng)
-        logger.add(before + 1, metrics)
+        state, metrics = runner.step(state, next(batches), train_rng)
+        logger.add(before + 1, runner.metrics(metrics))
         last = step == config.num_steps
         if crossed(config.log_every, before, step) or last:
           logger.flush()
         if evaluate is not None and (crossed(config.eval_every, before, step) or last):
-          eval_scalars = evaluate(state)
+          eval_scalars = evaluate(runner.to_canonical(state))
           writer.write_scalars(step, eval_scalars)
           logger.last_scalars.update(eval_scalars)
           logging.info("step %d eval on %s: %s", step, config.data.eval_split,
                        " ".join(f"{k}={v:.4g}" for k, v in eval_scalars.items()))
         if crossed(config.sample_every, before, step) or last:
-          samples = fetch(sample(state, grid_rng, config.num_grid_samples))
+          samples = fetch(sample(runner.to_canonical(state), grid_rng,
+                                 config.num_grid_samples))
           if is_chief:
             save_samples(spec, samples, workdir, step, writer,
                          columns=grid_columns(config, spec))
         preempted = preemption.reached(call_index)
         if crossed(config.checkpoint_every, before, step) or last or preempted:
           logger.flush()  # Never save a state whose metrics were not checked finite.
-          checkpointer.save(step, state, meta)
+          checkpointer.save(step, runner.to_canonical(state), meta)
         if preempted:
           logging.warning("SIGTERM received: saved step %d to %s; rerun to resume.", step,
                           checkpointer.path(step))

@@ -8,13 +8,15 @@ or a pod slice.
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 DATA_AXIS = "data"
+T = TypeVar("T")
 
 
 def make_mesh(devices: list[jax.Device] | None = None) -> Mesh:
@@ -51,14 +53,16 @@ def to_global(local_batch: dict[str, np.ndarray], sharding: NamedSharding
       lambda x: jax.make_array_from_process_local_data(sharding, x), local_batch)
 
 
-def prefetch_to_devices(local_batches: Iterable[dict[str, np.ndarray]],
-                        sharding: NamedSharding, size: int = 2
-                        ) -> Iterator[dict[str, jax.Array]]:
-  """Keeps `size` batches already transferred, so host-to-device copies overlap compute."""
+def prefetch_to_devices(local_batches: Iterable[T], put: Callable[[T], Any], size: int = 2
+                        ) -> Iterator[Any]:
+  """Keeps `size` batches already `put` on devices, so host-to-device copies overlap compute.
+
+  `put` is e.g. `functools.partial(to_global, sharding=...)`.
+  """
   queue = collections.deque()
   iterator = iter(local_batches)
   for batch in iterator:
-    queue.append(to_global(batch, sharding))
+    queue.append(put(batch))
     if len(queue) > size:
       yield queue.popleft()
   while queue:

@@ -9,7 +9,8 @@ import ml_collections
 import optax
 
 from aigc_jax.data.sources import ImageSpec
-from aigc_jax.losses.vae import dynamic_binarize, gaussian_kl, get_likelihood
+from aigc_jax.losses.vae import binarize, gaussian_kl, get_likelihood
+from aigc_jax.train.batch_axis import batch_axis, batch_mean, per_example
 from aigc_jax.models.vae import VAE, ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 from aigc_jax.train.family import Family, balanced_labels
 from aigc_jax.train.rng import step_streams
@@ -46,9 +47,11 @@ def neg_elbo_terms(model: VAE, params, images, labels, eps, likelihood_name: str
   return recon, gaussian_kl(mean, logvar)
 
 
-def _inputs(config, batch, noise_rng):
+def _inputs(config, batch, noise_rng, axis=None):
   images = batch["image"]
-  return dynamic_binarize(noise_rng, images) if config.binarize else images
+  if not config.binarize:
+    return images
+  return binarize(images, per_example(jax.random.uniform, noise_rng, images.shape, axis))
 
 
 def create_state(config: ml_collections.ConfigDict, rng: jax.Array, spec: ImageSpec) -> VAEState:
@@ -63,11 +66,13 @@ def create_state(config: ml_collections.ConfigDict, rng: jax.Array, spec: ImageS
 def make_train_step(config: ml_collections.ConfigDict, spec: ImageSpec):
   model = build_model(config, spec)
   tx = optax.adam(config.optimizer.learning_rate)
+  axis = batch_axis(config)
 
   def train_step(state: VAEState, batch, rng):
     latent_rng, noise_rng = step_streams(rng, state.step, "latent", "noise")
-    images = _inputs(config, batch, noise_rng)
-    eps = jax.random.normal(latent_rng, (images.shape[0], config.model.latent_dim))
+    images = _inputs(config, batch, noise_rng, axis)
+    eps = per_example(jax.random.normal, latent_rng,
+                      (images.shape[0], config.model.latent_dim), axis)
     # KL warm-up (Bowman et al. 2016; Sønderby et al. 2016): beta ramps up linearly.
     warmup = jnp.minimum(1.0, (state.step + 1) / max(config.kl_warmup_steps, 1))
     beta = config.beta * warmup
@@ -78,12 +83,14 @@ def make_train_step(config: ml_collections.ConfigDict, spec: ImageSpec):
       return jnp.mean(recon + beta * kl), (recon, kl)
 
     (loss, (recon, kl)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+    grads = batch_mean(grads, axis)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {"loss": loss, "neg_elbo": jnp.mean(recon + kl), "recon": jnp.mean(recon),
                "kl": jnp.mean(kl), "beta": beta, "grad_norm": optax.tree.norm(grads),
                "param_norm": optax.tree.norm(params)}
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+    return (state.replace(step=state.step + 1, params=params, opt_state=opt_state),
+            batch_mean(metrics, axis))
 
   return train_step
 

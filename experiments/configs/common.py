@@ -26,6 +26,7 @@ def base_config() -> ConfigDict:
   config.data.exclude = placeholder(str)  # .npy of training ids to drop (experiments.clean_data).
   config.batch_size = 128  # Global batch, split over processes and devices.
   config.steps_per_call = 1  # Train steps scanned per jitted call (saves dispatch).
+  config.parallel = "jit"  # "jit": sharded jit over a device mesh; "pmap": jax.pmap + pmean.
   config.num_steps = 10_000
   config.log_every = 100
   config.sample_every = 1_000
