@@ -1,7 +1,8 @@
-"""Multi-process runs on loopback: topology invariance, preemption, dead processes, launch.sh.
+"""Scaling out: multi-process runs on loopback (topology invariance, preemption, dead
+processes, launch.sh), the pmap path and FSDP.
 
-Each run here is real: separate Python processes joined by `jax.distributed` over gloo,
-started by `launch.sh local` or by hand, as on a cluster.
+Each multi-process run here is real: separate Python processes joined by
+`jax.distributed` over gloo, started by `launch.sh local` or by hand, as on a cluster.
 """
 
 import importlib
@@ -11,9 +12,11 @@ import socket
 import subprocess
 import time
 
+import jax
+import jax.numpy as jnp
 import pytest
 
-from aigc_jax.train import distributed
+from aigc_jax.train import distributed, sharding
 from aigc_jax.train.loop import train_and_evaluate
 from aigc_jax.train.metric_writer import read_metrics
 from tests.conftest import REPO_ROOT
@@ -88,6 +91,31 @@ def test_pmap_trains_like_sharded_jit(config_file, image_folder, tmp_path):
     runs[parallel] = str(tmp_path / parallel)
     train_and_evaluate(config, runs[parallel])
   assert_same_trajectory(losses(runs["pmap"]), losses(runs["jit"]))
+
+
+def test_fsdp_trains_like_a_replicated_state_and_resumes_under_another_split(
+    tiny_config, tmp_path):
+  tiny_config.update(num_steps=6, log_every=1, checkpoint_every=2)
+  replicated_run, split_run = str(tmp_path / "replicated"), str(tmp_path / "split")
+  train_and_evaluate(tiny_config, replicated_run)
+  tiny_config.update(fsdp=2, num_steps=4)
+  train_and_evaluate(tiny_config, split_run)
+  tiny_config.update(fsdp=4, num_steps=6)  # Restores the fsdp=2 checkpoint split 4 ways.
+  train_and_evaluate(tiny_config, split_run)
+  assert_same_trajectory(losses(split_run), losses(replicated_run))
+
+
+def test_fsdp_stores_a_slice_of_each_array_per_device():
+  mesh = sharding.make_mesh(fsdp=2)  # 2 x 2 over the 4 test devices.
+  shapes = {"kernel": jax.ShapeDtypeStruct((6, 8), jnp.float32),
+            "bias": jax.ShapeDtypeStruct((3,), jnp.float32),
+            "step": jax.ShapeDtypeStruct((), jnp.int32)}
+  placed = jax.jit(lambda: jax.tree.map(lambda s: jnp.ones(s.shape, s.dtype), shapes),
+                   out_shardings=sharding.state_shardings(shapes, mesh))()
+  assert placed["kernel"].addressable_shards[0].data.shape == (6, 4)  # Largest dim split.
+  assert placed["bias"].addressable_shards[0].data.shape == (3,)  # 3 does not split.
+  with pytest.raises(ValueError, match="must divide the 4 devices"):
+    sharding.make_mesh(fsdp=3)
 
 
 def test_unknown_parallel_mode_is_refused(tiny_config, tmp_path):

@@ -114,8 +114,11 @@ class Checkpointer:
     self._manager.close()
 
 
-def abstract_like(state_fn, *args, sharding: jax.sharding.Sharding) -> Any:
-  """Shapes and dtypes of `state_fn(*args)` with `sharding`, computed without running it."""
+def abstract_like(state_fn, *args, sharding: Any) -> Any:
+  """Shapes and dtypes of `state_fn(*args)` placed with `sharding`, computed without
+  running it. `sharding` is one Sharding for every array, or a matching tree of them."""
   shapes = jax.eval_shape(state_fn, *args)
-  return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
-                      shapes)
+  if isinstance(sharding, jax.sharding.Sharding):
+    sharding = jax.tree.map(lambda _: sharding, shapes)
+  return jax.tree.map(lambda s, where: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=where),
+                      shapes, sharding)

@@ -27,8 +27,9 @@ def make_split_evaluator(family: Family, config: ml_collections.ConfigDict,
   same numbers every time (e.g. the same test-set binarisation and posterior samples).
   """
   repl, batch_sharding = sharding.replicated(mesh), sharding.batch_sharded(mesh)
+  # The state keeps the sharding it comes with (replicated, or split by --config.fsdp).
   eval_step = jax.jit(family.make_eval_step(config, spec),
-                      in_shardings=(repl, batch_sharding, repl), out_shardings=repl)
+                      in_shardings=(None, batch_sharding, repl), out_shardings=repl)
   batch_size = config.eval_batch_size
   sharding.check_batch_divisible(batch_size, mesh)
 

@@ -101,10 +101,11 @@ def crossed(every: int, before: int, after: int) -> bool:
 
 
 def initial_state(config: ml_collections.ConfigDict, checkpointer: Checkpointer,
-                  create_state: Callable, init_rng: jax.Array, repl: jax.sharding.Sharding
+                  create_state: Callable, init_rng: jax.Array, state_sharding: Any
                   ) -> tuple[int, Any]:
-  """(step, state) of the newest readable checkpoint, placed on `repl`; else (0, fresh)."""
-  abstract_state = abstract_like(create_state, init_rng, sharding=repl)
+  """(step, state) of the newest readable checkpoint, else (0, fresh), placed on
+  `state_sharding` (whatever the topology that wrote the checkpoint)."""
+  abstract_state = abstract_like(create_state, init_rng, sharding=state_sharding)
 
   def restore(step):
     check_same_model(config, checkpointer.restore_meta(step), checkpointer.path(step))
@@ -112,7 +113,7 @@ def initial_state(config: ml_collections.ConfigDict, checkpointer: Checkpointer,
 
   restored = checkpointer.restore_newest(restore)
   if restored is None:
-    return 0, jax.jit(create_state, out_shardings=repl)(init_rng)
+    return 0, jax.jit(create_state, out_shardings=state_sharding)(init_rng)
   logging.info("Resumed from %s at step %d.", checkpointer.path(restored[0]), restored[0])
   return restored
 
@@ -120,7 +121,7 @@ def initial_state(config: ml_collections.ConfigDict, checkpointer: Checkpointer,
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Trains `config` in `workdir` up to `config.num_steps`; returns the last logged scalars."""
   family: Family = get_family(config.family)
-  mesh = sharding.make_mesh()
+  mesh = sharding.make_mesh(fsdp=config.get("fsdp", 1))
   sharding.check_batch_divisible(config.batch_size, mesh)
   repl = sharding.replicated(mesh)
   is_chief = jax.process_index() == 0
@@ -136,7 +137,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                               max_to_keep=config.keep_checkpoints)
   writer = None
   try:  # Whatever fails from here on, pending saves finish and files close.
-    start_step, state = initial_state(config, checkpointer, create_state, init_rng, repl)
+    state_sharding = sharding.state_shardings(jax.eval_shape(create_state, init_rng), mesh)
+    start_step, state = initial_state(config, checkpointer, create_state, init_rng,
+                                      state_sharding)
     meta = checkpoint_meta(config, spec)
     if is_chief:
       os.makedirs(workdir, exist_ok=True)
@@ -145,7 +148,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       _truncate_metrics(workdir, start_step)
 
     chunks = chunk_sizes(start_step, config.num_steps, config.steps_per_call)
-    runner = make_runner(config, make_multi_step(family.make_train_step(config, spec)), mesh)
+    runner = make_runner(config, make_multi_step(family.make_train_step(config, spec)), mesh,
+                         state_sharding)
     state = runner.to_running(state)
     sample = jax.jit(family.make_sampler(config, spec), static_argnums=2, out_shardings=repl)
     local_batches = data.train_batches(global_batch=config.batch_size, seed=config.seed,

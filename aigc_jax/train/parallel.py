@@ -1,11 +1,12 @@
 """How the loop spreads train steps over devices: sharded `jax.jit` (default) or `jax.pmap`.
 
-Both runners take and give back the loop's *canonical* state -- replicated on the mesh
-with a NamedSharding, as checkpoints restore it and samplers and evaluators read it --
-and both consume each process's local rows of the global batch, so everything outside
-the step (data, checkpoints, logs) is the same for either. `--config.parallel=pmap` is
-for users who want per-device code with explicit collectives; see batch_axis.py for what
-a step does differently under it.
+Both runners take and give back the loop's *canonical* state -- global arrays on the
+mesh, replicated (or split by `--config.fsdp`, which only the sharded jit supports), as
+checkpoints restore it and samplers and evaluators read it -- and both consume each
+process's local rows of the global batch, so everything outside the step (data,
+checkpoints, logs) is the same for either. `--config.parallel=pmap` is for users who want
+per-device code with explicit collectives; see batch_axis.py for what a step does
+differently under it.
 """
 
 from __future__ import annotations
@@ -27,13 +28,14 @@ MultiStep = Callable[[Any, dict, jax.Array], tuple[Any, dict]]
 
 
 class ShardedJit:
-  """One program over the global mesh: batch split on the `data` axis, state replicated."""
+  """One program over the global mesh: batch split over devices, state as `state_sharding`
+  (replicated, or FSDP-split; see sharding.py)."""
 
-  def __init__(self, multi_step: MultiStep, mesh: Mesh):
-    self._repl = sharding.replicated(mesh)
+  def __init__(self, multi_step: MultiStep, mesh: Mesh, state_sharding: Any):
+    repl = sharding.replicated(mesh)
     self._chunk_sharding = sharding.stacked_batch_sharded(mesh)
-    self.step = jax.jit(multi_step, in_shardings=(self._repl, self._chunk_sharding, self._repl),
-                        out_shardings=(self._repl, self._repl), donate_argnums=0)
+    self.step = jax.jit(multi_step, in_shardings=(state_sharding, self._chunk_sharding, repl),
+                        out_shardings=(state_sharding, repl), donate_argnums=0)
 
   def to_running(self, state: Any) -> Any:
     return state
@@ -54,8 +56,8 @@ class Pmap:
 
   Per-device values live in global arrays with a leading device axis split over the mesh
   (what pmap consumes since JAX 0.8, and what works across processes). Conversions to
-  and from the canonical state go through the host; the loop makes them only at
-  start-up and at sample, eval and checkpoint events, never per step.
+  and from the replicated canonical state go through the host; the loop makes them only
+  at start-up and at sample, eval and checkpoint events, never per step.
   """
 
   def __init__(self, multi_step: MultiStep, mesh: Mesh):
@@ -90,6 +92,11 @@ class Pmap:
     return jax.make_array_from_process_local_data(self._per_device, np.ascontiguousarray(local))
 
 
-def make_runner(config: ml_collections.ConfigDict, multi_step: MultiStep, mesh: Mesh
-                ) -> ShardedJit | Pmap:
-  return Pmap(multi_step, mesh) if batch_axis(config) else ShardedJit(multi_step, mesh)
+def make_runner(config: ml_collections.ConfigDict, multi_step: MultiStep, mesh: Mesh,
+                state_sharding: Any) -> ShardedJit | Pmap:
+  if not batch_axis(config):
+    return ShardedJit(multi_step, mesh, state_sharding)
+  if mesh.shape[sharding.FSDP_AXIS] > 1:
+    raise ValueError("--config.fsdp > 1 splits the state with sharded jit; pmap keeps a "
+                     "full copy per device. Use --config.parallel=jit, or --config.fsdp=1.")
+  return Pmap(multi_step, mesh)

@@ -1,8 +1,13 @@
-"""Device mesh and array placement: batches split over a `data` axis, state replicated.
+"""Device mesh and array placement: batches split over every device, state replicated or
+split FSDP-style.
 
-The train step itself knows nothing of devices; these shardings are applied from outside
-through `jax.jit`, so the same step runs on one CPU, on N fake CPU devices, on a GPU host
-or a pod slice.
+The mesh has two axes, `data` x `fsdp`. Batches are split over both (every device gets
+its own rows). The train state is replicated when `fsdp` has size 1 (the default), and
+otherwise split over the `fsdp` axis array by array (fully sharded data parallelism,
+ZeRO-3 style): each device stores 1/fsdp of the parameters and optimiser state, and XLA
+gathers a layer's weights when a step needs them. The train step itself knows nothing of
+devices; these shardings are applied from outside through `jax.jit`, so the same step
+runs on one CPU, on N fake CPU devices, on a GPU host or a pod slice.
 """
 
 from __future__ import annotations
@@ -16,13 +21,18 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 DATA_AXIS = "data"
+FSDP_AXIS = "fsdp"
+BATCH_AXES = (DATA_AXIS, FSDP_AXIS)  # A batch is split over all devices.
 T = TypeVar("T")
 
 
-def make_mesh(devices: list[jax.Device] | None = None) -> Mesh:
-  """A 1-D mesh over all (global) devices, named `data`."""
+def make_mesh(devices: list[jax.Device] | None = None, fsdp: int = 1) -> Mesh:
+  """A `data` x `fsdp` mesh over all (global) devices."""
   devices = jax.devices() if devices is None else devices
-  return Mesh(np.asarray(devices), (DATA_AXIS,))
+  if fsdp < 1 or len(devices) % fsdp:
+    raise ValueError(f"--config.fsdp={fsdp} must divide the {len(devices)} devices; pick a "
+                     f"divisor of {len(devices)} (1 keeps the state replicated).")
+  return Mesh(np.asarray(devices).reshape(-1, fsdp), BATCH_AXES)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -30,20 +40,38 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 
 def batch_sharded(mesh: Mesh) -> NamedSharding:
-  """Leading (batch) dimension split over the data axis."""
-  return NamedSharding(mesh, P(DATA_AXIS))
+  """Leading (batch) dimension split over every device."""
+  return NamedSharding(mesh, P(BATCH_AXES))
 
 
 def stacked_batch_sharded(mesh: Mesh) -> NamedSharding:
-  """Chunks of batches (steps, batch, ...): the batch dimension split over the data axis."""
-  return NamedSharding(mesh, P(None, DATA_AXIS))
+  """Chunks of batches (steps, batch, ...): the batch dimension split over every device."""
+  return NamedSharding(mesh, P(None, BATCH_AXES))
+
+
+def state_shardings(abstract_state: Any, mesh: Mesh) -> Any:
+  """A sharding per state array: replicated, or split on the `fsdp` axis.
+
+  With fsdp = f > 1, each array is split along its largest dimension that f divides;
+  arrays with no such dimension (scalars, odd-sized biases) stay replicated.
+  """
+  f = mesh.shape[FSDP_AXIS]
+
+  def sharding_of(leaf) -> NamedSharding:
+    dims = [i for i, size in enumerate(leaf.shape) if size % f == 0]
+    if f == 1 or not dims:
+      return replicated(mesh)
+    split = max(dims, key=lambda i: leaf.shape[i])
+    return NamedSharding(mesh, P(*(FSDP_AXIS if i == split else None
+                                   for i in range(len(leaf.shape)))))
+
+  return jax.tree.map(sharding_of, abstract_state)
 
 
 def check_batch_divisible(global_batch: int, mesh: Mesh) -> None:
-  num = mesh.shape[DATA_AXIS]
-  if global_batch % num:
-    raise ValueError(f"batch_size={global_batch} does not split over {num} devices; set "
-                     f"--config.batch_size to a multiple of {num}.")
+  if global_batch % mesh.size:
+    raise ValueError(f"batch_size={global_batch} does not split over {mesh.size} devices; "
+                     f"set --config.batch_size to a multiple of {mesh.size}.")
 
 
 def to_global(local_batch: dict[str, np.ndarray], sharding: NamedSharding

@@ -27,6 +27,7 @@ def base_config() -> ConfigDict:
   config.batch_size = 128  # Global batch, split over processes and devices.
   config.steps_per_call = 1  # Train steps scanned per jitted call (saves dispatch).
   config.parallel = "jit"  # "jit": sharded jit over a device mesh; "pmap": jax.pmap + pmean.
+  config.fsdp = 1  # >1: split the train state over this many devices (jit only); see sharding.py.
   config.num_steps = 10_000
   config.log_every = 100
   config.sample_every = 1_000
