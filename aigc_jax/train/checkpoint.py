@@ -38,6 +38,8 @@ class Checkpointer:
     self.directory = os.path.abspath(directory)
     self._manager = ocp.CheckpointManager(
         self.directory,
+        item_handlers={"state": ocp.StandardCheckpointHandler(),
+                       "meta": ocp.JsonCheckpointHandler()},
         options=ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep, create=True,
             enable_async_checkpointing=async_save))
@@ -55,6 +57,25 @@ class Checkpointer:
   def restore_meta(self, step: int) -> dict:
     return self._manager.restore(
         step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+
+  def check_same_layout(self, step: int, abstract_state: Any) -> None:
+    """Refuses a checkpoint whose arrays (paths, shapes) differ from `abstract_state`'s.
+
+    A config change that alters the state -- another optimiser, model size or
+    `grad_accum_steps` -- is a config problem to name, not damage to skip.
+    """
+    saved = _shapes_by_path(self._manager.item_metadata(step)["state"])
+    wanted = _shapes_by_path(abstract_state)
+    if saved == wanted:
+      return
+    differences = ([f"{p} only in the checkpoint" for p in sorted(saved.keys() - wanted.keys())]
+                   + [f"{p} only in this config" for p in sorted(wanted.keys() - saved.keys())]
+                   + [f"{p} is {saved[p]} there, {wanted[p]} here"
+                      for p in sorted(saved.keys() & wanted.keys()) if saved[p] != wanted[p]])
+    raise WorkdirMismatchError(
+        f"The checkpoint {self.path(step)} holds a state laid out differently from what this "
+        f"config builds ({'; '.join(differences[:3])}{'; ...' if len(differences) > 3 else ''}"
+        "). Use a fresh --workdir, or the config that wrote this one.")
 
   def restore_state(self, step: int, abstract_state: Any) -> Any:
     """Restores onto the shardings in `abstract_state` (any device count)."""
@@ -112,6 +133,18 @@ class Checkpointer:
 
   def close(self) -> None:
     self._manager.close()
+
+
+def _shapes_by_path(tree: Any) -> dict[str, tuple[int, ...]]:
+  """{"g_params/Dense_0/kernel": shape, ...}, the same for a state and its saved metadata."""
+  def name(key) -> str:
+    for attribute in ("key", "name", "idx"):
+      if hasattr(key, attribute):
+        return str(getattr(key, attribute))
+    return str(key)
+
+  return {"/".join(name(k) for k in path): tuple(leaf.shape)
+          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
 def abstract_like(state_fn, *args, sharding: Any) -> Any:

@@ -24,6 +24,7 @@ from aigc_jax.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from aigc_jax.models.mlp_gan import MLPDiscriminator, MLPGenerator
 from aigc_jax.train.batch_axis import batch_axis, batch_mean, per_device, per_example
 from aigc_jax.train.family import Family, balanced_labels
+from aigc_jax.train.precision import with_compute_dtype
 from aigc_jax.train.rng import step_streams
 
 
@@ -81,7 +82,8 @@ def _variables(params, batch_stats) -> dict:
 
 def create_state(config: ml_collections.ConfigDict, rng: jax.Array,
                  spec: ImageSpec) -> GANState:
-  generator, discriminator = build_models(config, spec)
+  # Sampling (make_sampler) stays float32.
+  generator, discriminator = (with_compute_dtype(m, config) for m in build_models(config, spec))
   g_tx, d_tx = build_optimizers(config)
   g_rng, d_rng = jax.random.split(rng)
   labels = jnp.zeros((1,), jnp.int32) if config.model.conditional else None
@@ -102,11 +104,16 @@ def make_train_step(config: ml_collections.ConfigDict, spec: ImageSpec):
   the usual PyTorch recipe reuses `fake` -- G's update sees exactly the samples D saw.
   A conditional G draws for the batch's own labels, so D compares like with like.
   """
-  generator, discriminator = build_models(config, spec)
+  # Sampling (make_sampler) stays float32.
+  generator, discriminator = (with_compute_dtype(m, config) for m in build_models(config, spec))
   g_tx, d_tx = build_optimizers(config)
   loss = get_gan_loss(config.loss)
   regularizers = get_d_regularizers(config.d_reg)
   parse_policy(config.diffaugment)  # Fails now, naming the bad op, rather than mid-trace.
+  if config.get("grad_accum_steps", 1) != 1:
+    raise ValueError("--config.grad_accum_steps applies to the VAE and LM families; a GAN "
+                     "step updates D and then G on the same batch, which microbatches "
+                     "would change. Lower --config.batch_size instead.")
   axis = batch_axis(config)
   augment = lambda rng, images: diff_augment(per_device(rng, axis), images, config.diffaugment)
 

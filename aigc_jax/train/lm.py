@@ -11,11 +11,12 @@ import optax
 from aigc_jax.data.text import TextSpec
 from aigc_jax.models.decoding import generate
 from aigc_jax.models.transformer import CharTransformer
+from aigc_jax.train import microbatch
 from aigc_jax.train.batch_axis import batch_axis, batch_mean, per_device
 from aigc_jax.train.family import Family
+from aigc_jax.train.precision import compute_dtype
 from aigc_jax.train.rng import step_streams
 
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 @flax.struct.dataclass
@@ -25,13 +26,13 @@ class LMState:
   opt_state: optax.OptState
 
 
-def build_model(config: ml_collections.ConfigDict, spec: TextSpec) -> CharTransformer:
+def build_model(config: ml_collections.ConfigDict, spec: TextSpec,
+                dtype: jnp.dtype = jnp.float32) -> CharTransformer:
+  """The Transformer computing in `dtype` (its parameters are float32 either way)."""
   m = config.model
-  if m.dtype not in DTYPES:
-    raise ValueError(f"model.dtype='{m.dtype}' is not one of {sorted(DTYPES)}.")
   return CharTransformer(vocab_size=spec.vocab_size, num_layers=m.num_layers,
                          num_heads=m.num_heads, width=m.width, block_size=config.block_size,
-                         dropout=m.dropout, dtype=DTYPES[m.dtype], use_bias=m.use_bias)
+                         dropout=m.dropout, dtype=dtype, use_bias=m.use_bias)
 
 
 def learning_rate(config: ml_collections.ConfigDict) -> optax.Schedule:
@@ -66,7 +67,7 @@ def token_losses(model, params, tokens, *, train=False, dropout_rng=None) -> jax
 
 
 def make_train_step(config: ml_collections.ConfigDict, spec: TextSpec):
-  model = build_model(config, spec)
+  model = build_model(config, spec, compute_dtype(config))  # Evaluation stays float32.
   tx = build_optimizer(config)
   schedule = learning_rate(config)
   axis = batch_axis(config)
@@ -75,11 +76,13 @@ def make_train_step(config: ml_collections.ConfigDict, spec: TextSpec):
     (dropout_rng,) = step_streams(rng, state.step, "dropout")
     dropout_rng = per_device(dropout_rng, axis)
 
-    def objective(params):
-      return jnp.mean(token_losses(model, params, batch["tokens"], train=True,
-                                   dropout_rng=dropout_rng))
+    def objective(params, tokens, index):
+      return jnp.mean(token_losses(model, params, tokens, train=True,
+                                   dropout_rng=jax.random.fold_in(dropout_rng, index))), ()
 
-    loss, grads = jax.value_and_grad(objective)(state.params)
+    tokens = batch["tokens"]
+    (loss, _), grads = microbatch.value_and_grad(
+        objective, state.params, tokens, microbatch.num_microbatches(config, len(tokens)))
     grads = batch_mean(grads, axis)
     loss = batch_mean(loss, axis)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)

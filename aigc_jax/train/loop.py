@@ -109,6 +109,7 @@ def initial_state(config: ml_collections.ConfigDict, checkpointer: Checkpointer,
 
   def restore(step):
     check_same_model(config, checkpointer.restore_meta(step), checkpointer.path(step))
+    checkpointer.check_same_layout(step, abstract_state)
     return checkpointer.restore_state(step, abstract_state)
 
   restored = checkpointer.restore_newest(restore)

@@ -10,9 +10,11 @@ import optax
 
 from aigc_jax.data.sources import ImageSpec
 from aigc_jax.losses.vae import binarize, gaussian_kl, get_likelihood
-from aigc_jax.train.batch_axis import batch_axis, batch_mean, per_example
 from aigc_jax.models.vae import VAE, ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
+from aigc_jax.train import microbatch
+from aigc_jax.train.batch_axis import batch_axis, batch_mean, per_example
 from aigc_jax.train.family import Family, balanced_labels
+from aigc_jax.train.precision import with_compute_dtype
 from aigc_jax.train.rng import step_streams
 
 
@@ -64,7 +66,7 @@ def create_state(config: ml_collections.ConfigDict, rng: jax.Array, spec: ImageS
 
 
 def make_train_step(config: ml_collections.ConfigDict, spec: ImageSpec):
-  model = build_model(config, spec)
+  model = with_compute_dtype(build_model(config, spec), config)  # Evaluation stays float32.
   tx = optax.adam(config.optimizer.learning_rate)
   axis = batch_axis(config)
 
@@ -77,12 +79,14 @@ def make_train_step(config: ml_collections.ConfigDict, spec: ImageSpec):
     warmup = jnp.minimum(1.0, (state.step + 1) / max(config.kl_warmup_steps, 1))
     beta = config.beta * warmup
 
-    def objective(params):
-      recon, kl = neg_elbo_terms(model, params, images, _labels(config, batch), eps,
-                                 config.likelihood)
+    def objective(params, examples, _):
+      recon, kl = neg_elbo_terms(model, params, examples["images"], examples["labels"],
+                                 examples["eps"], config.likelihood)
       return jnp.mean(recon + beta * kl), (recon, kl)
 
-    (loss, (recon, kl)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+    examples = {"images": images, "labels": _labels(config, batch), "eps": eps}
+    (loss, (recon, kl)), grads = microbatch.value_and_grad(
+        objective, state.params, examples, microbatch.num_microbatches(config, len(images)))
     grads = batch_mean(grads, axis)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)

@@ -28,7 +28,6 @@ def get_config(variant: str = "cpu") -> ConfigDict:
   config.model.width = 128
   config.model.dropout = 0.0
   config.model.use_bias = True  # False drops biases (the reference recipe), but XLA:CPU runs slower.
-  config.model.dtype = "float32"  # "bfloat16" computes in bf16 (params stay float32).
   config.optimizer = ConfigDict()
   config.optimizer.learning_rate = 1e-3  # Peak; Karpathy's shakespeare_char settings.
   config.optimizer.min_learning_rate = 1e-4  # End of the cosine decay.

@@ -27,6 +27,8 @@ def base_config() -> ConfigDict:
   config.batch_size = 128  # Global batch, split over processes and devices.
   config.steps_per_call = 1  # Train steps scanned per jitted call (saves dispatch).
   config.parallel = "jit"  # "jit": sharded jit over a device mesh; "pmap": jax.pmap + pmean.
+  config.grad_accum_steps = 1  # >1: each step's gradient in this many microbatches (memory).
+  config.compute_dtype = "float32"  # "bfloat16": bf16 compute, float32 weights (accelerators).
   config.fsdp = 1  # >1: split the train state over this many devices (jit only); see sharding.py.
   config.num_steps = 10_000
   config.log_every = 100

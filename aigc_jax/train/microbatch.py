@@ -1,0 +1,66 @@
+"""Gradient accumulation: a batch's gradient computed a slice at a time.
+
+`--config.grad_accum_steps=K` keeps the global batch and the update the same and only
+changes memory: the step runs the forward and backward pass on K microbatches in turn
+(a `lax.scan`) and averages their gradients, so activations for 1/K of the batch are
+live at once. Noise drawn for the whole batch before the split (latents, binarisation) is
+the same for any K, so K changes no number beyond float rounding; dropout, drawn inside
+the model per microbatch, keeps its distribution but not its numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+# loss_fn(params, examples, index) -> (mean loss over the examples, per-example aux), where
+# index numbers the microbatch (for keys of randomness drawn inside, such as dropout).
+LossFn = Callable[[Any, Any, jax.Array], tuple[jax.Array, Any]]
+
+
+def num_microbatches(config: ml_collections.ConfigDict, local_batch: int) -> int:
+  k = config.get("grad_accum_steps", 1)
+  if k < 1 or local_batch % k:
+    raise ValueError(f"--config.grad_accum_steps={k} must divide the per-device batch "
+                     f"({local_batch}); pick a divisor of it.")
+  return k
+
+
+def _split(x: jax.Array, k: int) -> jax.Array:
+  """(B, ...) -> (k, B/k, ...), microbatch j = rows j, j+k, j+2k, ...
+
+  Strided rather than contiguous, so that every microbatch keeps rows on every device
+  when the batch is split over devices in contiguous blocks.
+  """
+  return jnp.swapaxes(x.reshape(x.shape[0] // k, k, *x.shape[1:]), 0, 1)
+
+
+def _unsplit(x: jax.Array) -> jax.Array:
+  return jnp.swapaxes(x, 0, 1).reshape(-1, *x.shape[2:])
+
+
+def value_and_grad(loss_fn: LossFn, params: Any, examples: Any, k: int
+                   ) -> tuple[tuple[jax.Array, Any], Any]:
+  """`jax.value_and_grad(loss_fn, has_aux=True)(params, examples, 0)` in k microbatches.
+
+  Microbatches are equal-sized, so the mean of their mean losses and gradients is the
+  whole batch's; per-example aux comes back in the original row order.
+  """
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+  if k == 1:
+    return grad_fn(params, examples, jnp.zeros((), jnp.int32))
+
+  def accumulate(grad_sum, indexed_micro):
+    index, micro = indexed_micro
+    (loss, aux), grads = grad_fn(params, micro, index)
+    return jax.tree.map(jnp.add, grad_sum, grads), (loss, aux)
+
+  zeros = jax.tree.map(jnp.zeros_like, params)
+  micros = (jnp.arange(k), jax.tree.map(lambda x: _split(x, k), examples))
+  grad_sum, (losses, aux) = jax.lax.scan(accumulate, zeros, micros)
+  return ((jnp.mean(losses), jax.tree.map(_unsplit, aux)),
+          jax.tree.map(lambda g: g / k, grad_sum))
