@@ -56,6 +56,15 @@ def test_unknown_config_key_fails_with_its_name(tmp_path):
   assert "optimizer.g_learning_rate" in result.stderr  # The suggestion.
 
 
+def test_a_config_value_of_the_wrong_type_fails_with_its_name(tmp_path):
+  result = subprocess.run(
+      command("experiments.train", f"--config={MLP_GAN}:tiny", f"--workdir={tmp_path}",
+              "--config.batch_size=1.5"),
+      cwd=REPO_ROOT, capture_output=True, text=True)
+  assert result.returncode != 0 and not os.listdir(tmp_path)
+  assert "--config.batch_size=1.5" in result.stderr and "int" in result.stderr
+
+
 def test_sigkill_then_rerun_continues_exactly(tiny_config, image_folder, tmp_path):
   workdir = str(tmp_path / "killed")
   overrides = dict(num_steps=100_000, checkpoint_every=20, log_every=10, sample_every=10_000)

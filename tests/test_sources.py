@@ -1,5 +1,7 @@
 """Data sources: offline preparation from raw files, clear failures, image folders."""
 
+import os
+import shutil
 
 import numpy as np
 import pytest
@@ -15,6 +17,19 @@ def test_missing_raw_files_name_the_folder_and_files(tmp_path):
     prepared_builder("mnist", data_dir=str(tmp_path / "tfds"), manual_dir=str(empty))
   message = str(error.value)
   assert str(empty) in message and "train-images-idx3-ubyte.gz" in message
+
+
+def test_a_damaged_raw_file_is_named_with_what_to_do(tmp_path, raw_data_dir):
+  damaged = tmp_path / "raw" / "mnist"
+  damaged.mkdir(parents=True)
+  for name in os.listdir(os.path.join(raw_data_dir, "mnist")):
+    shutil.copy(os.path.join(raw_data_dir, "mnist", name), damaged / name)
+  labels = damaged / "train-labels-idx1-ubyte.gz"
+  labels.write_bytes(labels.read_bytes()[:1000])  # A download cut short.
+  with pytest.raises(DataUnavailableError) as error:
+    prepared_builder("mnist", data_dir=str(tmp_path / "tfds"), manual_dir=str(damaged))
+  message = str(error.value)
+  assert "train-labels-idx1-ubyte.gz" in message and "Replace it with the original" in message
 
 
 def test_raw_root_from_environment_selects_the_dataset_subfolder(monkeypatch, tmp_path):

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core.download import download_manager
 
 from aigc_jax.data import pipeline
 from aigc_jax.data.text import TextData, TextSpec, load_text
@@ -115,7 +116,14 @@ def prepared_builder(name: str, data_dir: str | None = None,
   # MNIST's extracted files. A folder per dataset keeps them apart.
   download_dir = os.path.join(os.path.dirname(os.path.dirname(builder.data_dir)),
                               "downloads", name)
-  builder.download_and_prepare(download_dir=download_dir, download_config=download_config)
+  try:
+    builder.download_and_prepare(download_dir=download_dir, download_config=download_config)
+  except download_manager.NonMatchingChecksumError as error:
+    raise DataUnavailableError(
+        f"A file of dataset '{name}' is not the original (its size or SHA-256 differs from "
+        f"the one TFDS records): {str(error).splitlines()[0]} Replace it with the original "
+        "download (checksums: TFDS's record, or SOURCES.md beside ../shared/data), then "
+        "rerun; nothing was prepared.") from None
   return builder
 
 
