@@ -1,6 +1,7 @@
 """The shared loop: outputs, resume equivalence, failure modes, and sampling a workdir."""
 
 import os
+import shutil
 
 import chex
 import jax
@@ -69,6 +70,21 @@ def test_an_unreadable_checkpoint_is_set_aside_and_the_previous_one_resumed(
   for x, y in zip(a, b):
     x.pop("steps_per_s"), y.pop("steps_per_s")
     assert x == pytest.approx(y, rel=1e-6)
+
+
+def test_a_save_cut_short_by_sigkill_is_ignored_on_resume(tiny_config, tmp_path):
+  """Orbax writes a step into a temporary folder and renames it when complete; a kill
+  mid-save leaves that folder behind, half written."""
+  train_and_evaluate(tiny_config, str(tmp_path))  # Checkpoints at 2 and 4.
+  checkpoints = tmp_path / "checkpoints"
+  partial = checkpoints / "6.orbax-checkpoint-tmp-1795430000000000"
+  shutil.copytree(checkpoints / "4", partial)
+  os.remove(partial / "commit_success.txt")
+  damage(str(partial))
+  tiny_config.num_steps = 6
+  train_and_evaluate(tiny_config, str(tmp_path))  # Resumes at 4, saves 6 for real.
+  assert [m["step"] for m in read_metrics(str(tmp_path))] == [2, 4, 6]
+  assert restore_run(str(tmp_path)).step == 6
 
 
 def test_a_run_whose_checkpoints_are_all_unreadable_stops_then_starts_afresh(

@@ -55,6 +55,9 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
       return
   elif cluster_size_from_environment() == 1:
     return
+  # CPU devices of different processes talk through gloo (the GPU and TPU backends bring
+  # their own collectives); this is what lets the tests run multi-process on one CPU.
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(coordinator_address, num_processes, process_id,
                              heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT_S)
   logging.info("Process %d of %d: %d local and %d global device(s).", jax.process_index(),

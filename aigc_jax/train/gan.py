@@ -22,10 +22,11 @@ from aigc_jax.losses.gan import get_gan_loss
 from aigc_jax.losses.gan_penalties import get_d_regularizers, l2_penalty
 from aigc_jax.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from aigc_jax.models.mlp_gan import MLPDiscriminator, MLPGenerator
+from aigc_jax.train import microbatch
 from aigc_jax.train.batch_axis import batch_axis, batch_mean, per_device, per_example
 from aigc_jax.train.family import Family, balanced_labels
 from aigc_jax.train.precision import with_compute_dtype
-from aigc_jax.train.rng import step_streams
+from aigc_jax.train.rng import step_streams, stream
 
 
 @flax.struct.dataclass
@@ -103,6 +104,12 @@ def make_train_step(config: ml_collections.ConfigDict, spec: ImageSpec):
   generator's forward pass is run once and reused for both updates (via `jax.vjp`), as
   the usual PyTorch recipe reuses `fake` -- G's update sees exactly the samples D saw.
   A conditional G draws for the batch's own labels, so D compares like with like.
+
+  With `grad_accum_steps` = k > 1, both updates take their gradients over k microbatches
+  (microbatch.py), and G's pass is rerun per microbatch for its update instead of being
+  kept for the whole batch: the memory saving is the point. The fakes are the same, so
+  without BatchNorm the step equals k = 1 up to float rounding; with it, statistics are
+  per microbatch.
   """
   # Sampling (make_sampler) stays float32.
   generator, discriminator = (with_compute_dtype(m, config) for m in build_models(config, spec))
@@ -110,10 +117,6 @@ def make_train_step(config: ml_collections.ConfigDict, spec: ImageSpec):
   loss = get_gan_loss(config.loss)
   regularizers = get_d_regularizers(config.d_reg)
   parse_policy(config.diffaugment)  # Fails now, naming the bad op, rather than mid-trace.
-  if config.get("grad_accum_steps", 1) != 1:
-    raise ValueError("--config.grad_accum_steps applies to the VAE and LM families; a GAN "
-                     "step updates D and then G on the same batch, which microbatches "
-                     "would change. Lower --config.batch_size instead.")
   axis = batch_axis(config)
   augment = lambda rng, images: diff_augment(per_device(rng, axis), images, config.diffaugment)
 
@@ -127,15 +130,22 @@ def make_train_step(config: ml_collections.ConfigDict, spec: ImageSpec):
     labels = batch["label"] if config.model.conditional else None
     latent_rng, augment_rng, penalty_rng = step_streams(rng, state.step, "latent", "augment",
                                                         "penalty")
-    real_aug_rng, fake_aug_rng, g_aug_rng = jax.random.split(augment_rng, 3)
     z = per_example(jax.random.normal, latent_rng, (real.shape[0], config.latent_dim), axis)
-    fake, pull_back_to_g, g_updates = jax.vjp(
-        lambda p: generator.apply(_variables(p, state.g_batch_stats), z, labels, train=True,
-                                  mutable=["batch_stats"]), state.g_params, has_aux=True)
+    k = microbatch.num_microbatches(config, real.shape[0])
+    generate = lambda g_params, z, labels: generator.apply(
+        _variables(g_params, state.g_batch_stats), z, labels, train=True,
+        mutable=["batch_stats"])
+    if k == 1:
+      fake, pull_back_to_g, g_updates = jax.vjp(lambda p: generate(p, z, labels),
+                                                state.g_params, has_aux=True)
+    else:
+      fake, g_updates = generate(state.g_params, z, labels)
 
-    def d_objective(d_params):
-      real_in = augment(real_aug_rng, real)
-      fake_in = augment(fake_aug_rng, jax.lax.stop_gradient(fake))
+    def d_objective(d_params, examples, index):
+      real_aug_rng, fake_aug_rng = jax.random.split(jax.random.fold_in(augment_rng, index))
+      real_in = augment(real_aug_rng, examples["real"])
+      fake_in = augment(fake_aug_rng, jax.lax.stop_gradient(examples["fake"]))
+      labels = examples["labels"]
       # Real and fake go through D as two batches, so BatchNorm in D normalises each on
       # its own as in the reference DCGAN recipe; vmap still makes them one kernel.
       pair_labels = None if labels is None else jnp.stack([labels, labels])
@@ -145,22 +155,35 @@ def make_train_step(config: ml_collections.ConfigDict, spec: ImageSpec):
       real_logits, fake_logits = logits
       d_loss = loss.discriminator(real_logits, fake_logits)
       at_current_d = lambda x: discriminate(d_params, state.d_batch_stats, x, labels)[0]
-      penalties = {name: penalty(at_current_d, real_in, fake_in,
-                                 per_device(penalty_rng, axis), config)
+      rng = per_device(jax.random.fold_in(penalty_rng, index), axis)
+      penalties = {name: penalty(at_current_d, real_in, fake_in, rng, config)
                    for name, penalty in regularizers.items()}
+      summary = {"d_loss": d_loss, "d_real_logit": jnp.mean(real_logits),
+                 "d_fake_logit": jnp.mean(fake_logits),
+                 **{f"d_reg_{name}": value for name, value in penalties.items()}}
       new_stats = jax.tree.map(lambda s: jnp.mean(s, axis=0), stats)
-      return d_loss + sum(penalties.values()), (d_loss, real_logits, fake_logits, new_stats,
-                                                penalties)
+      return d_loss + sum(penalties.values()), (summary, new_stats)
 
-    (_, (d_loss, real_logits, fake_logits, d_batch_stats, penalties)), d_grads = (
-        jax.value_and_grad(d_objective, has_aux=True)(state.d_params))
+    (_, (d_summary, d_batch_stats)), d_grads = microbatch.value_and_grad(
+        d_objective, state.d_params, {"real": real, "fake": fake, "labels": labels}, k)
     d_grads = batch_mean(d_grads, axis)
     d_updates, d_opt_state = d_tx.update(d_grads, state.d_opt_state, state.d_params)
     d_params = optax.apply_updates(state.d_params, d_updates)
 
-    g_loss, fake_grads = jax.value_and_grad(lambda x: loss.generator(
-        discriminate(d_params, d_batch_stats, augment(g_aug_rng, x), labels)[0]))(fake)
-    (g_grads,) = pull_back_to_g(fake_grads)
+    g_aug_rng = stream(augment_rng, "g")
+    g_loss_of = lambda fake, labels, index: loss.generator(discriminate(
+        d_params, d_batch_stats, augment(jax.random.fold_in(g_aug_rng, index), fake),
+        labels)[0])
+    if k == 1:
+      g_loss, fake_grads = jax.value_and_grad(g_loss_of)(fake, labels, 0)
+      (g_grads,) = pull_back_to_g(fake_grads)
+    else:
+      def g_objective(g_params, examples, index):
+        fake, updates = generate(g_params, examples["z"], examples["labels"])
+        return g_loss_of(fake, examples["labels"], index), updates
+
+      (g_loss, g_updates), g_grads = microbatch.value_and_grad(
+          g_objective, state.g_params, {"z": z, "labels": labels}, k)
     g_grads = batch_mean(g_grads, axis)
     if config.g_l2:  # Gradient of g_l2 * 1/2 ||theta||^2 added to G's.
       g_grads = jax.tree.map(lambda g, p: g + config.g_l2 * p, g_grads, state.g_params)
@@ -175,12 +198,10 @@ def make_train_step(config: ml_collections.ConfigDict, spec: ImageSpec):
                               g_batch_stats=g_updates.get("batch_stats", {}),
                               d_batch_stats=d_batch_stats)
     metrics = {
-        "d_loss": d_loss, "g_loss": g_loss,
-        "d_real_logit": jnp.mean(real_logits), "d_fake_logit": jnp.mean(fake_logits),
+        **d_summary, "g_loss": g_loss,
         "g_grad_norm": optax.tree.norm(g_grads), "d_grad_norm": optax.tree.norm(d_grads),
         "g_param_norm": optax.tree.norm(g_params),
         "d_param_norm": optax.tree.norm(d_params),
-        **{f"d_reg_{name}": value for name, value in penalties.items()},
     }
     if config.g_l2:
       metrics["g_l2_penalty"] = config.g_l2 * l2_penalty(state.g_params)

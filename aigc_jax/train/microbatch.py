@@ -17,16 +17,17 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-# loss_fn(params, examples, index) -> (mean loss over the examples, per-example aux), where
-# index numbers the microbatch (for keys of randomness drawn inside, such as dropout).
+# loss_fn(params, examples, index) -> (mean loss over the examples, aux of summaries such as
+# means over the examples); index numbers the microbatch (for keys of randomness drawn
+# inside it, such as dropout or augmentation).
 LossFn = Callable[[Any, Any, jax.Array], tuple[jax.Array, Any]]
 
 
-def num_microbatches(config: ml_collections.ConfigDict, local_batch: int) -> int:
+def num_microbatches(config: ml_collections.ConfigDict, batch: int) -> int:
   k = config.get("grad_accum_steps", 1)
-  if k < 1 or local_batch % k:
-    raise ValueError(f"--config.grad_accum_steps={k} must divide the per-device batch "
-                     f"({local_batch}); pick a divisor of it.")
+  if k < 1 or batch % k:
+    raise ValueError(f"--config.grad_accum_steps={k} must divide the batch the step sees "
+                     f"({batch}); pick a divisor of it.")
   return k
 
 
@@ -39,16 +40,14 @@ def _split(x: jax.Array, k: int) -> jax.Array:
   return jnp.swapaxes(x.reshape(x.shape[0] // k, k, *x.shape[1:]), 0, 1)
 
 
-def _unsplit(x: jax.Array) -> jax.Array:
-  return jnp.swapaxes(x, 0, 1).reshape(-1, *x.shape[2:])
-
-
 def value_and_grad(loss_fn: LossFn, params: Any, examples: Any, k: int
                    ) -> tuple[tuple[jax.Array, Any], Any]:
   """`jax.value_and_grad(loss_fn, has_aux=True)(params, examples, 0)` in k microbatches.
 
   Microbatches are equal-sized, so the mean of their mean losses and gradients is the
-  whole batch's; per-example aux comes back in the original row order.
+  whole batch's, and so is the mean of their aux when aux holds means over examples (the
+  contract). The loop over microbatches is unrolled: k is small, and XLA:CPU runs
+  convolutions slowly inside loop bodies (see loop.make_multi_step).
   """
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
   if k == 1:
@@ -61,6 +60,6 @@ def value_and_grad(loss_fn: LossFn, params: Any, examples: Any, k: int
 
   zeros = jax.tree.map(jnp.zeros_like, params)
   micros = (jnp.arange(k), jax.tree.map(lambda x: _split(x, k), examples))
-  grad_sum, (losses, aux) = jax.lax.scan(accumulate, zeros, micros)
-  return ((jnp.mean(losses), jax.tree.map(_unsplit, aux)),
-          jax.tree.map(lambda g: g / k, grad_sum))
+  grad_sum, (losses, aux) = jax.lax.scan(accumulate, zeros, micros, unroll=True)
+  mean = lambda x: jnp.mean(x, axis=0)
+  return (mean(losses), jax.tree.map(mean, aux)), jax.tree.map(lambda g: g / k, grad_sum)

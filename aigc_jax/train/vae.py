@@ -82,16 +82,16 @@ def make_train_step(config: ml_collections.ConfigDict, spec: ImageSpec):
     def objective(params, examples, _):
       recon, kl = neg_elbo_terms(model, params, examples["images"], examples["labels"],
                                  examples["eps"], config.likelihood)
-      return jnp.mean(recon + beta * kl), (recon, kl)
+      means = {"neg_elbo": jnp.mean(recon + kl), "recon": jnp.mean(recon), "kl": jnp.mean(kl)}
+      return jnp.mean(recon + beta * kl), means
 
     examples = {"images": images, "labels": _labels(config, batch), "eps": eps}
-    (loss, (recon, kl)), grads = microbatch.value_and_grad(
+    (loss, means), grads = microbatch.value_and_grad(
         objective, state.params, examples, microbatch.num_microbatches(config, len(images)))
     grads = batch_mean(grads, axis)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {"loss": loss, "neg_elbo": jnp.mean(recon + kl), "recon": jnp.mean(recon),
-               "kl": jnp.mean(kl), "beta": beta, "grad_norm": optax.tree.norm(grads),
+    metrics = {"loss": loss, **means, "beta": beta, "grad_norm": optax.tree.norm(grads),
                "param_norm": optax.tree.norm(params)}
     return (state.replace(step=state.step + 1, params=params, opt_state=opt_state),
             batch_mean(metrics, axis))
