@@ -6,10 +6,11 @@
 # MODULE is an experiments entry point (default: train). ARGS go to it unchanged.
 # MODE:
 #   (none)        one process here, using every local device (CPU, or all GPUs of a host).
-#   local N [--devices_per_process K]
+#   local N [--devices_per_process K] [--gpus_per_process G]
 #                 N processes on loopback joined by jax.distributed, each with K fake CPU
-#                 devices when K is given; output of process I in WORKDIR/logs/process_I.log.
-#                 If one process fails the others are stopped; SIGTERM reaches all of them.
+#                 devices when K is given, or GPUs I*G..I*G+G-1 (CUDA_VISIBLE_DEVICES) when
+#                 G is; output of process I in WORKDIR/logs/process_I.log. If one process
+#                 fails the others are stopped; SIGTERM reaches all of them.
 #   slurm [--nodes N] [--gpus_per_node G] [--run]
 #                 prints an sbatch script, one task per GPU (JAX reads SLURM's environment);
 #                 --run submits it with sbatch.
@@ -25,10 +26,11 @@
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"
 
-usage() { sed -n '2,24s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,25s/^# \{0,1\}//p' "$0"; }
 fail() { echo "launch.sh: $*" >&2; exit 2; }
 
-mode=single num_processes=1 devices_per_process="" nodes=1 gpus_per_node=8 run=0
+mode=single num_processes=1 devices_per_process="" gpus_per_process="" nodes=1 gpus_per_node=8
+run=0
 tpu_name="" tpu_zone=""
 case "${1:-}" in
   local) mode=local; num_processes="${2:-}"; shift 2 || fail "local needs a process count"
@@ -41,6 +43,7 @@ while [[ $# -gt 0 ]]; do
     -h|--help) usage; exit 0 ;;
     --) shift; break ;;
     --devices_per_process) devices_per_process="$2"; shift 2 ;;
+    --gpus_per_process) gpus_per_process="$2"; shift 2 ;;
     --nodes) nodes="$2"; shift 2 ;;
     --gpus_per_node) gpus_per_node="$2"; shift 2 ;;
     --name) tpu_name="$2"; shift 2 ;;
@@ -76,8 +79,12 @@ run_local() {
   [[ -n "$devices_per_process" ]] && \
       xla_flags="$xla_flags --xla_force_host_platform_device_count=$devices_per_process"
   for ((i = 0; i < num_processes; i++)); do
-    XLA_FLAGS="$xla_flags" "$python" "${entry[@]}" --coordinator_address="127.0.0.1:$port" \
-        --num_processes="$num_processes" --process_id="$i" > "$logs/process_$i.log" 2>&1 &
+    local gpus=()
+    [[ -n "$gpus_per_process" ]] && \
+        gpus=(CUDA_VISIBLE_DEVICES="$(seq -s, $((i * gpus_per_process)) $(((i + 1) * gpus_per_process - 1)))")
+    env "${gpus[@]}" XLA_FLAGS="$xla_flags" "$python" "${entry[@]}" \
+        --coordinator_address="127.0.0.1:$port" --num_processes="$num_processes" \
+        --process_id="$i" > "$logs/process_$i.log" 2>&1 &
     pids+=($!)
   done
   echo "launch.sh: $num_processes processes (pids ${pids[*]}), logs in $logs/" >&2
