@@ -62,13 +62,23 @@ def _quadrant_data(n=600, seed=0):
 
 def test_cross_validated_classifiers_find_planted_label_noise():
   result = corrupt.corrupt(_quadrant_data(), "symmetric_labels=0.1", seed=0)
-  probs = label_issues.out_of_sample_probs(
+  probs, _ = label_issues.out_of_sample_scores(
       result.data, folds=2, settings=ClassifierSettings(epochs=4, batch_size=30),
       log=lambda _: None)
   issues = label_issues.find_label_issues(result.data.labels, probs)
   planted = result.ids("symmetric_labels")
   hits = len(np.intersect1d(issues, planted))
   assert hits / len(issues) >= 0.9 and hits / len(planted) >= 0.9
+
+
+def test_inverted_images_lie_far_from_their_neighbours_in_classifier_features():
+  result = corrupt.corrupt(_quadrant_data(), "inversion=0.05", seed=0)
+  scores = label_issues.out_of_sample_scores(
+      result.data, folds=2, settings=ClassifierSettings(epochs=4, batch_size=30),
+      neighbours=5, log=lambda _: None)
+  planted = result.ids("inversion")
+  farthest = np.argsort(-scores.neighbour_distance)[:len(planted)]
+  assert len(np.intersect1d(farthest, planted)) >= 0.8 * len(planted)
 
 
 def test_folds_partition_the_split():
@@ -139,3 +149,9 @@ def test_outliers_are_the_unconfident_and_the_improbable():
                                            z_threshold=3.5)
   assert sorted(flagged) == [3, 7, 10, 20, 50]
   assert counts == {"unconfident": 3, "high_neg_elbo": 2}
+  distance = np.random.default_rng(1).normal(10.0, 1.0, 100)
+  distance[[60, 70]] = 30.0
+  flagged, counts = outliers.find_outliers(confident, neg_elbo, distance,
+                                           confidence_ratio=0.6, z_threshold=3.5)
+  assert sorted(flagged) == [3, 7, 10, 20, 50, 60, 70]
+  assert counts["far_from_neighbours"] == 2

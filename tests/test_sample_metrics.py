@@ -61,6 +61,8 @@ def test_distances_in_chunks_equal_brute_force():
   brute = np.sqrt(((queries[:, None] - points[None]) ** 2).sum(-1))
   np.testing.assert_allclose(sample_sets.nearest_distances(queries, points), brute.min(1),
                              rtol=1e-3, atol=1e-3)
+  np.testing.assert_allclose(sample_sets.kth_nearest_distances(queries, points, 5),
+                             np.sort(brute, axis=1)[:, 4], rtol=1e-3, atol=1e-3)
   self_brute = np.sqrt(((points[:, None] - points[None]) ** 2).sum(-1))
   np.testing.assert_allclose(sample_sets.knn_radii(points, 3),
                              np.sort(self_brute, axis=1)[:, 3], rtol=1e-3, atol=1e-3)

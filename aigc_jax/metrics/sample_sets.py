@@ -79,10 +79,15 @@ def knn_radii(points: np.ndarray, k: int) -> np.ndarray:
   return np.sqrt(sq)
 
 
+def kth_nearest_distances(queries: np.ndarray, points: np.ndarray, k: int) -> np.ndarray:
+  """Distance from each query to its k-th nearest point, (Q,)."""
+  sq = _in_chunks(lambda q, p: _kth_smallest(q, p, k), queries, jnp.asarray(points))
+  return np.sqrt(sq)
+
+
 def nearest_distances(queries: np.ndarray, points: np.ndarray) -> np.ndarray:
   """Distance from each query to its nearest point, (Q,)."""
-  sq = _in_chunks(lambda q, p: _kth_smallest(q, p, 1), queries, jnp.asarray(points))
-  return np.sqrt(sq)
+  return kth_nearest_distances(queries, points, 1)
 
 
 @jax.jit

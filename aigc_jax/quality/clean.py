@@ -90,16 +90,17 @@ def _image_detectors(config, data: ImageData, names, neg_elbo, log):
     embedding = duplicates.pixel_embedding(data.images, config.embedding_dims)
     groups, _ = duplicates.near_duplicate_groups(embedding, config.near_duplicate_threshold)
     results["near_duplicates"] = _duplicate_result(groups)
-  probs = None
+  probs = neighbour_distance = None
   if {"label_issues", "outliers"} & set(names):
     settings = ClassifierSettings(epochs=config.cv_epochs, seed=config.seed)
-    probs = label_issues.out_of_sample_probs(data, config.cv_folds, settings, log=log)
+    probs, neighbour_distance = label_issues.out_of_sample_scores(
+        data, config.cv_folds, settings, config.neighbours, log=log)
   if "label_issues" in names:
     issues = label_issues.find_label_issues(data.labels, probs)
     results["label_issues"] = (issues, issues, {
         "out_of_sample_accuracy_on_given_labels": float(np.mean(probs.argmax(1) == data.labels))})
   if "outliers" in names:
-    flagged, counts = outliers.find_outliers(probs, neg_elbo,
+    flagged, counts = outliers.find_outliers(probs, neg_elbo, neighbour_distance,
                                              confidence_ratio=config.confidence_ratio,
                                              z_threshold=config.outlier_z)
     results["outliers"] = (flagged, flagged, counts)

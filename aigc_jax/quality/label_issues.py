@@ -14,12 +14,14 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 import numpy as np
 
 from aigc_jax.data.sources import ImageData
 from aigc_jax.metrics.feature_classifier import (ClassifierSettings, features_and_probs,
                                                   train_classifier)
+from aigc_jax.metrics.sample_sets import kth_nearest_distances
 
 NO_CLASS = -1
 FOLD_STREAM = 2  # See corrupt.CORRUPTION_STREAM.
@@ -33,21 +35,32 @@ def fold_ids(num_examples: int, folds: int, seed: int) -> list[np.ndarray]:
   return [np.sort(part) for part in np.array_split(order, folds)]
 
 
-def out_of_sample_probs(data: ImageData, folds: int = 4,
-                        settings: ClassifierSettings = ClassifierSettings(epochs=2),
-                        log=print) -> np.ndarray:
-  """(N, K) class probabilities, each from the fold model that did not train on it."""
+class OutOfSampleScores(NamedTuple):
+  probs: np.ndarray  # (N, K) class probabilities.
+  neighbour_distance: np.ndarray  # (N,) to the k-th nearest training example, in features.
+
+
+def out_of_sample_scores(data: ImageData, folds: int = 4,
+                         settings: ClassifierSettings = ClassifierSettings(epochs=2),
+                         neighbours: int = 20, log=print) -> OutOfSampleScores:
+  """Per example, from the fold model that did not train on it: class probabilities, and
+  the distance in that model's feature space to the `neighbours`-th nearest example it
+  did train on (an outlier score, see outliers.py)."""
   probs = np.zeros((len(data.images), data.num_classes), np.float32)
+  distance = np.zeros(len(data.images), np.float32)
   for k, held_out in enumerate(fold_ids(len(data.images), folds, settings.seed)):
     keep = np.ones(len(data.images), bool)
     keep[held_out] = False
-    log(f"confident learning: fold {k + 1}/{folds}, training on {keep.sum()} examples")
+    log(f"cross-validation: fold {k + 1}/{folds}, training on {keep.sum()} examples")
     fold_settings = dataclasses.replace(settings, seed=settings.seed + k)
     model, params = train_classifier(
         ImageData(data.images[keep], data.labels[keep], data.num_classes), fold_settings,
         log=log)
-    probs[held_out] = features_and_probs(model, params, data.images[held_out])[1]
-  return probs
+    features, fold_probs = features_and_probs(model, params, data.images)
+    probs[held_out] = fold_probs[held_out]
+    distance[held_out] = kth_nearest_distances(features[held_out], features[keep],
+                                               min(neighbours, int(keep.sum())))
+  return OutOfSampleScores(probs, distance)
 
 
 def per_class_thresholds(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:

@@ -34,7 +34,8 @@ def get_config(variant: str = "mnist") -> ConfigDict:
   config.cv_folds = 4  # Cross-validation folds for out-of-sample probabilities.
   config.cv_epochs = 2
   config.confidence_ratio = 1 / 3  # Outlier: max p(y|x) below this x the median max p.
-  config.outlier_z = 3.5  # Outlier: VAE -ELBO robust z-score above this.
+  config.neighbours = 20  # Outlier: k of the k-th nearest training example in features.
+  config.outlier_z = 3.5  # Outlier: neighbour distance or VAE -ELBO robust z above this.
   config.grid_examples = 16  # Top flagged examples per detector in flagged.png.
   if variant == "tiny":
     config.cv_folds, config.cv_epochs, config.embedding_dims = 2, 1, 8
