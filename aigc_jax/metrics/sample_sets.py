@@ -72,17 +72,16 @@ def _in_chunks(fn, queries: np.ndarray, *args, pass_offset: bool = False):
   return jax.tree.map(lambda *parts: np.concatenate(parts), *outs)
 
 
-def knn_radii(points: np.ndarray, k: int) -> np.ndarray:
-  """Distance from each point to its k-th nearest other point, (N,)."""
-  # The nearest point is the point itself (distance 0), so ask for k + 1.
-  sq = _in_chunks(lambda q, p: _kth_smallest(q, p, k + 1), points, jnp.asarray(points))
-  return np.sqrt(sq)
-
-
 def kth_nearest_distances(queries: np.ndarray, points: np.ndarray, k: int) -> np.ndarray:
   """Distance from each query to its k-th nearest point, (Q,)."""
   sq = _in_chunks(lambda q, p: _kth_smallest(q, p, k), queries, jnp.asarray(points))
   return np.sqrt(sq)
+
+
+def knn_radii(points: np.ndarray, k: int) -> np.ndarray:
+  """Distance from each point to its k-th nearest other point, (N,)."""
+  # The nearest point is the point itself (distance 0), so ask for k + 1.
+  return kth_nearest_distances(points, points, k + 1)
 
 
 def nearest_distances(queries: np.ndarray, points: np.ndarray) -> np.ndarray:
