@@ -147,11 +147,16 @@ def _shapes_by_path(tree: Any) -> dict[str, tuple[int, ...]]:
           for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
-def abstract_like(state_fn, *args, sharding: Any) -> Any:
-  """Shapes and dtypes of `state_fn(*args)` placed with `sharding`, computed without
-  running it. `sharding` is one Sharding for every array, or a matching tree of them."""
-  shapes = jax.eval_shape(state_fn, *args)
+def with_shardings(shapes: Any, sharding: Any) -> Any:
+  """`shapes` (ShapeDtypeStructs, e.g. from jax.eval_shape) placed with `sharding`: one
+  Sharding for every array, or a matching tree of them -- what a restore asks for."""
   if isinstance(sharding, jax.sharding.Sharding):
     sharding = jax.tree.map(lambda _: sharding, shapes)
   return jax.tree.map(lambda s, where: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=where),
                       shapes, sharding)
+
+
+def abstract_like(state_fn, *args, sharding: Any) -> Any:
+  """Shapes and dtypes of `state_fn(*args)` placed with `sharding`, computed without
+  running it."""
+  return with_shardings(jax.eval_shape(state_fn, *args), sharding)

@@ -18,7 +18,6 @@ from aigc_jax.train.precision import compute_dtype
 from aigc_jax.train.rng import step_streams
 
 
-
 @flax.struct.dataclass
 class LMState:
   step: jax.Array

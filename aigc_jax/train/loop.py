@@ -21,7 +21,7 @@ from aigc_jax.data.sources import ImageData, ImageSpec, load_split as load_sourc
 from aigc_jax.data.text import TextData, TextSpec
 from aigc_jax.quality.training_split import training_split
 from aigc_jax.train import sharding
-from aigc_jax.train.checkpoint import Checkpointer, WorkdirMismatchError, abstract_like
+from aigc_jax.train.checkpoint import Checkpointer, WorkdirMismatchError, with_shardings
 from aigc_jax.train.distributed import chief_first
 from aigc_jax.train.evaluation import make_split_evaluator
 from aigc_jax.train.family import Family, TrainStep, get_family
@@ -101,11 +101,10 @@ def crossed(every: int, before: int, after: int) -> bool:
 
 
 def initial_state(config: ml_collections.ConfigDict, checkpointer: Checkpointer,
-                  create_state: Callable, init_rng: jax.Array, state_sharding: Any
+                  create_state: Callable, init_rng: jax.Array, abstract_state: Any
                   ) -> tuple[int, Any]:
-  """(step, state) of the newest readable checkpoint, else (0, fresh), placed on
-  `state_sharding` (whatever the topology that wrote the checkpoint)."""
-  abstract_state = abstract_like(create_state, init_rng, sharding=state_sharding)
+  """(step, state) of the newest readable checkpoint, else (0, fresh), placed on the
+  shardings of `abstract_state` (whatever the topology that wrote the checkpoint)."""
 
   def restore(step):
     check_same_model(config, checkpointer.restore_meta(step), checkpointer.path(step))
@@ -114,7 +113,8 @@ def initial_state(config: ml_collections.ConfigDict, checkpointer: Checkpointer,
 
   restored = checkpointer.restore_newest(restore)
   if restored is None:
-    return 0, jax.jit(create_state, out_shardings=state_sharding)(init_rng)
+    placement = jax.tree.map(lambda leaf: leaf.sharding, abstract_state)
+    return 0, jax.jit(create_state, out_shardings=placement)(init_rng)
   logging.info("Resumed from %s at step %d.", checkpointer.path(restored[0]), restored[0])
   return restored
 
@@ -138,9 +138,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                               max_to_keep=config.keep_checkpoints)
   writer = None
   try:  # Whatever fails from here on, pending saves finish and files close.
-    state_sharding = sharding.state_shardings(jax.eval_shape(create_state, init_rng), mesh)
+    shapes = jax.eval_shape(create_state, init_rng)
+    state_sharding = sharding.state_shardings(shapes, mesh)
     start_step, state = initial_state(config, checkpointer, create_state, init_rng,
-                                      state_sharding)
+                                      with_shardings(shapes, state_sharding))
     meta = checkpoint_meta(config, spec)
     if is_chief:
       os.makedirs(workdir, exist_ok=True)
