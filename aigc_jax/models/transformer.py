@@ -12,6 +12,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from aigc_jax.models.dense import Dense
+
 # GPT-2's initialisation: N(0, 0.02) for every matrix and the (tied) token embedding.
 _INIT = nn.initializers.normal(0.02)
 
@@ -27,7 +29,7 @@ class CausalSelfAttention(nn.Module):
   def __call__(self, x: jax.Array, *, train: bool, decode: bool) -> jax.Array:
     batch, length, width = x.shape
     head_dim = width // self.num_heads
-    qkv = nn.Dense(3 * width, self.use_bias, self.dtype, kernel_init=_INIT, name="qkv")(x)
+    qkv = Dense(3 * width, self.use_bias, self.dtype, kernel_init=_INIT, name="qkv")(x)
     q, k, v = jnp.split(qkv.reshape((batch, length, 3 * self.num_heads, head_dim)), 3,
                         axis=2)  # each (B, T, H, D)
     positions = jnp.arange(length)
@@ -55,7 +57,7 @@ class CausalSelfAttention(nn.Module):
     weights = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
     weights = nn.Dropout(self.dropout)(weights, deterministic=not train)
     out = jnp.einsum("bhts,bshd->bthd", weights, v).reshape((batch, length, width))
-    return nn.Dense(width, self.use_bias, self.dtype, kernel_init=_INIT, name="proj")(out)
+    return Dense(width, self.use_bias, self.dtype, kernel_init=_INIT, name="proj")(out)
 
 
 class Block(nn.Module):
@@ -73,8 +75,8 @@ class Block(nn.Module):
                             self.use_bias)(h, train=train, decode=decode)
     x = x + nn.Dropout(self.dropout)(h, deterministic=not train)
     h = nn.LayerNorm(dtype=self.dtype, use_bias=self.use_bias)(x)
-    h = nn.Dense(4 * width, self.use_bias, self.dtype, kernel_init=_INIT)(h)
-    h = nn.Dense(width, self.use_bias, self.dtype, kernel_init=_INIT)(nn.gelu(h))
+    h = Dense(4 * width, self.use_bias, self.dtype, kernel_init=_INIT)(h)
+    h = Dense(width, self.use_bias, self.dtype, kernel_init=_INIT)(nn.gelu(h))
     return x + nn.Dropout(self.dropout)(h, deterministic=not train)
 
 
