@@ -17,6 +17,7 @@ numbers (tests/test_dense.py).
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -29,40 +30,25 @@ def _rows(a: jax.Array) -> jax.Array:
   return a.reshape(-1, a.shape[-1])
 
 
-@jax.custom_vjp
-def matmul_in_out(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """x (..., I) @ kernel (I, O), for layers with I <= O."""
-  return x @ kernel
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def matmul(x: jax.Array, kernel: jax.Array, out_in: bool) -> jax.Array:
+  """x (..., I) @ kernel, the kernel stored (O, I) if `out_in` else (I, O)."""
+  return x @ (kernel.T if out_in else kernel)
 
 
-def _in_out_fwd(x, kernel):
-  return x @ kernel, (x, kernel)
+def _matmul_fwd(x, kernel, out_in):
+  return matmul(x, kernel, out_in), (x, kernel)
 
 
-def _in_out_bwd(residuals, dy):
+def _matmul_bwd(out_in, residuals, dy):
+  """Input gradient as usual; weight gradient as narrow^T @ wide in the kernel's layout."""
   x, kernel = residuals
+  if out_in:
+    return dy @ kernel, _rows(dy).T @ _rows(x)
   return dy @ kernel.T, _rows(x).T @ _rows(dy)
 
 
-matmul_in_out.defvjp(_in_out_fwd, _in_out_bwd)
-
-
-@jax.custom_vjp
-def matmul_out_in(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """x (..., I) @ kernel (O, I).T, for layers with I > O."""
-  return x @ kernel.T
-
-
-def _out_in_fwd(x, kernel):
-  return x @ kernel.T, (x, kernel)
-
-
-def _out_in_bwd(residuals, dy):
-  x, kernel = residuals
-  return dy @ kernel, _rows(dy).T @ _rows(x)
-
-
-matmul_out_in.defvjp(_out_in_fwd, _out_in_bwd)
+matmul.defvjp(_matmul_fwd, _matmul_bwd)
 
 
 def stores_out_in(in_features: int, out_features: int) -> bool:
@@ -92,5 +78,5 @@ class Dense(nn.Module):
     kernel = self.param("kernel", init, shape)
     bias = self.param("bias", self.bias_init, (self.features,)) if self.use_bias else None
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-    y = (matmul_out_in if out_in else matmul_in_out)(x, kernel)
+    y = matmul(x, kernel, out_in)
     return y + bias if bias is not None else y
