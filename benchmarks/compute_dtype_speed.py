@@ -18,7 +18,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from aigc_jax.data.sources import ImageSpec
+from aigc_jax.data.images import ImageSpec
 from aigc_jax.data.text import TextSpec
 from aigc_jax.train.family import get_family
 from aigc_jax.train.rng import stream

@@ -21,11 +21,12 @@ import jax.numpy as jnp
 from absl import app, flags
 from ml_collections import config_flags
 
-from aigc_jax.data.pipeline import stack_batches
-from aigc_jax.data.sources import ImageData
+from aigc_jax.data.batching import stack_batches
+from aigc_jax.data.images import ImageData
+from aigc_jax.data.sources import config_split
 from aigc_jax.train import sharding
 from aigc_jax.train.family import get_family
-from aigc_jax.train.loop import load_split, make_multi_step
+from aigc_jax.train.loop import make_multi_step
 from aigc_jax.train.rng import stream
 from experiments import cli
 
@@ -65,7 +66,7 @@ def main(argv):
   family = get_family(config.family)
   mesh = sharding.make_mesh()
   repl = sharding.replicated(mesh)
-  data = load_split(config, config.data.split)
+  data = config_split(config, config.data.split)
   rng = jax.random.key(config.seed)
   state = jax.jit(lambda r: family.create_state(config, r, data.spec), out_shardings=repl)(
       stream(rng, "init"))

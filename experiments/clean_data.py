@@ -19,11 +19,11 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from aigc_jax.data.image_grid import make_grid, save_png
+from aigc_jax.data.sources import config_split
 from aigc_jax.data.text import TextData
+from aigc_jax.data.training_split import dirty_split, num_items
 from aigc_jax.quality.clean import clean
-from aigc_jax.quality.training_split import dirty_split, num_items
 from aigc_jax.quality.vae_scores import per_example_neg_elbo
-from aigc_jax.train.loop import load_split
 from aigc_jax.train.restore import restore_run
 from experiments import cli
 
@@ -60,7 +60,7 @@ def main(argv):
   cli.setup_runtime()
   config, workdir = _CONFIG.value, _WORKDIR.value
   os.makedirs(workdir, exist_ok=True)
-  data, truth = dirty_split(config, load_split(config, config.data.split), workdir,
+  data, truth = dirty_split(config, config_split(config, config.data.split), workdir,
                             log=logging.info)
   logging.info("Cleaning %s/%s: %s.", config.data.name, config.data.split, data.describe())
   neg_elbo = None

@@ -13,12 +13,13 @@ import tensorflow as tf
 from absl import app, logging
 
 
-def _config_keys(config, prefix: str = "") -> list[str]:
+def config_keys(config, prefix: str = "") -> list[str]:
+  """Every key of a (nested) config, dotted: ["seed", "data", "data.name", ...]."""
   keys = []
   for key, value in config.items():
     keys.append(prefix + key)
     if hasattr(value, "items"):
-      keys.extend(_config_keys(value, prefix + key + "."))
+      keys.extend(config_keys(value, prefix + key + "."))
   return keys
 
 
@@ -32,16 +33,26 @@ def _load_config(spec: str):
   return module.get_config(arg) if arg else module.get_config()
 
 
+def config_file_argument(argv: list[str]) -> str | None:
+  """The value of `--config=PATH[:variant]` or `--config PATH[:variant]`, if given."""
+  for i, arg in enumerate(argv):
+    if arg.startswith("--config="):
+      return arg.split("=", 1)[1]
+    if arg == "--config" and i + 1 < len(argv):
+      return argv[i + 1]
+  return None
+
+
 def check_config_overrides(argv: list[str]) -> None:
   """Fails on `--config.KEY=...` for a KEY the config file does not define.
 
   ml_collections would fail too, but with a bare AttributeError; this names the full key
   and the nearest existing ones.
   """
-  spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+  spec = config_file_argument(argv)
   if spec is None:
     return
-  keys = _config_keys(_load_config(spec))
+  keys = config_keys(_load_config(spec))
   for arg in argv:
     if arg.startswith("--config."):
       key = arg[len("--config."):].split("=", 1)[0]

@@ -24,10 +24,10 @@ from absl import app, flags, logging
 
 from aigc_jax.data.sources import load_split
 from aigc_jax.quality.augmentation import augmentation_accuracies, balanced_subset
-from aigc_jax.quality.study_report import (corruption_spec, markdown_table, save_plots,
-                                           study_row, write_csv)
 from aigc_jax.train.restore import generate_images, restore_run
 from experiments import cli
+from experiments.study_report import (corruption_spec, markdown_table, save_plots, study_row,
+                                      write_csv)
 
 VARIANTS = {
     # Budgets on the 2-core CPU: default about an hour, quick a few minutes.

@@ -9,9 +9,13 @@ import time
 
 import numpy as np
 import pytest
+from absl import app
 
+from aigc_jax.metrics.run_evaluation import EvalOptions, default_classifier_dir, evaluate_run
 from aigc_jax.train.loop import train_and_evaluate
 from aigc_jax.train.metric_writer import read_metrics
+from experiments import cli
+from experiments.configs import cgan
 from tests.conftest import REPO_ROOT
 
 MLP_GAN = "experiments/configs/mlp_gan.py"
@@ -54,6 +58,15 @@ def test_unknown_config_key_fails_with_its_name(tmp_path):
   assert result.returncode != 0
   assert "Unknown config key 'optimizer.g_learning_rat'" in result.stderr
   assert "optimizer.g_learning_rate" in result.stderr  # The suggestion.
+
+
+@pytest.mark.parametrize("config_args", [[f"--config={MLP_GAN}:tiny"],
+                                         ["--config", f"{MLP_GAN}:tiny"]])
+def test_a_misspelt_key_is_named_whichever_way_the_config_file_is_given(config_args,
+                                                                        monkeypatch):
+  monkeypatch.chdir(REPO_ROOT)
+  with pytest.raises(app.UsageError, match="Unknown config key 'optimizer.g_learning_rat'"):
+    cli.check_config_overrides(["train", *config_args, "--config.optimizer.g_learning_rat=1"])
 
 
 def test_a_config_value_of_the_wrong_type_fails_with_its_name(tmp_path):
@@ -175,27 +188,21 @@ def test_char_gpt_trains_and_continues_prompts_on_tiny_shakespeare(raw_data_dir,
   assert 0.0 <= samples["bleu_vs_reference"] <= 1.0
 
 
-def test_evaluate_scores_gan_samples_in_a_saved_feature_space(image_folder, tmp_path):
+def test_evaluate_run_scores_gan_samples_in_a_saved_feature_space(image_folder, tmp_path):
+  config = cgan.get_config("tiny")
+  config.data.name, config.data.image_folder = "image_folder", image_folder
+  config.data.eval_split = config.data.test_split = "train"  # The folder has one split.
   workdir, classifier = str(tmp_path / "cgan"), str(tmp_path / "classifier")
-  train = subprocess.run(
-      command("experiments.train", "--config=experiments/configs/cgan.py:tiny",
-              f"--workdir={workdir}", "--config.data.name=image_folder",
-              f"--config.data.image_folder={image_folder}", "--config.data.eval_split=train"),
-      cwd=REPO_ROOT, capture_output=True, text=True)
-  assert train.returncode == 0, train.stderr[-3000:]
-  reports = []
-  for _ in range(2):  # The first run trains the classifier; the second must reuse it.
-    evaluate = subprocess.run(
-        command("experiments.evaluate", f"--workdir={workdir}", "--num_samples=40",
-                f"--classifier_dir={classifier}"),
-        cwd=REPO_ROOT, capture_output=True, text=True)
-    assert evaluate.returncode == 0, evaluate.stderr[-3000:]
-    with open(os.path.join(workdir, "eval", "step_4.json")) as f:
-      reports.append(json.load(f))
-    reports[-1]["log"] = evaluate.stderr
-  first, second = reports
-  assert "training one on image_folder" in first["log"]
-  assert "training one" not in second["log"]
+  train_and_evaluate(config, workdir)
+  options = EvalOptions(num_samples=40, classifier_dir=classifier)
+  first, path = evaluate_run(workdir, options)  # Trains the classifier ...
+  saved = {f: os.path.getmtime(os.path.join(classifier, f)) for f in os.listdir(classifier)}
+  second, _ = evaluate_run(workdir, options)  # ... and reuses it.
+  assert saved and saved == {f: os.path.getmtime(os.path.join(classifier, f))
+                             for f in os.listdir(classifier)}
+  assert path == os.path.join(workdir, "eval", "step_4.json")
+  with open(path) as f:
+    assert json.load(f) == second
   assert first["feature_classifier"]["fingerprint"] == second["feature_classifier"]["fingerprint"]
   samples = first["samples"]
   assert samples["num_samples"] == 40 and samples["fid"] >= 0
@@ -203,3 +210,10 @@ def test_evaluate_scores_gan_samples_in_a_saved_feature_space(image_folder, tmp_
               "hallucination_off_manifold", "near_copy_share"):
     assert 0.0 <= samples[key] <= 1.0, key
   assert first["samples"] == second["samples"]  # Same seed, same classifier: same numbers.
+
+
+def test_the_default_feature_classifier_lives_beside_the_run_folder(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  want = os.path.join(str(tmp_path), "runs", "classifiers", "mnist")
+  assert default_classifier_dir("runs/cgan", "mnist") == want
+  assert default_classifier_dir(os.path.join(str(tmp_path), "runs", "cgan/"), "mnist") == want

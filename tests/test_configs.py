@@ -3,9 +3,12 @@
 import jax
 import pytest
 
-from aigc_jax.data.sources import ImageSpec
+from aigc_jax.data.config import data_config
+from aigc_jax.data.images import ImageSpec
+from aigc_jax.train.config import training_config
 from aigc_jax.train.family import get_family
-from experiments.configs import cgan, char_gpt, dcgan, mlp_gan, vae
+from experiments.cli import config_keys
+from experiments.configs import cgan, char_gpt, clean, dcgan, mlp_gan, vae
 
 CONFIGS = {"mlp_gan": mlp_gan, "dcgan": dcgan, "cgan": cgan, "vae": vae, "char_gpt": char_gpt}
 SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
@@ -16,7 +19,8 @@ SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "cifar10": (32, 32
 def test_each_variant_builds_and_names_a_family(name, variant):
   config = CONFIGS[name].get_config(variant)
   get_family(config.family)
-  assert config.batch_size > 0 and config.num_steps > 0
+  # Starts from the library's defaults: every shared key is there, set in one place.
+  assert set(config_keys(training_config())) <= set(config_keys(config))
   if config.steps_per_call > 1:
     assert config.model.arch not in ("conv", "dcgan"), "convs run slowly in a scanned loop on CPU"
   if config.family == "gan" and config.data.name in SHAPES:  # The models fit the data.
@@ -37,3 +41,12 @@ def test_unknown_variant_is_refused_with_the_choices(module):
 def test_unknown_family_names_the_builtins():
   with pytest.raises(ValueError, match="'gan', 'vae', 'lm'"):
     get_family("diffusion")
+
+
+@pytest.mark.parametrize("variant", clean.VARIANTS)
+def test_cleaning_configs_carry_data_keys_but_no_training_keys(variant):
+  keys = set(config_keys(clean.get_config(variant)))
+  assert {f"data.{k}" for k in config_keys(data_config())} <= keys
+  training_only = set(config_keys(training_config())) - {"seed", "data"} - {
+      k for k in keys if k.startswith("data")}
+  assert not training_only & keys, training_only & keys

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from aigc_jax.data.sources import ImageData
-from aigc_jax.quality import corrupt, corrupt_text
+from aigc_jax.data import corrupt, corrupt_text
+from aigc_jax.data.images import ImageData
 
 
 def _split(n=400, classes=10, seed=0):

@@ -6,9 +6,10 @@ import sys
 
 import numpy as np
 
-from aigc_jax.data.sources import ImageData
+from aigc_jax.data import corrupt
+from aigc_jax.data.images import ImageData
 from aigc_jax.metrics.feature_classifier import ClassifierSettings
-from aigc_jax.quality import clean, corrupt, duplicates, label_issues, outliers, text_issues
+from aigc_jax.quality import clean, duplicates, label_issues, outliers, text_issues
 from experiments.configs import clean as clean_configs
 from tests.conftest import REPO_ROOT
 

@@ -19,7 +19,7 @@ import pytest
 from aigc_jax.train import distributed, sharding
 from aigc_jax.train.loop import train_and_evaluate
 from aigc_jax.train.metric_writer import read_metrics
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, write_image_folder
 from tests.test_cli import command, folder_flags, saved_steps, start, wait_for_checkpoint
 
 LAUNCH = os.path.join(REPO_ROOT, "launch.sh")
@@ -124,14 +124,32 @@ def test_unknown_parallel_mode_is_refused(tiny_config, tmp_path):
     train_and_evaluate(tiny_config, str(tmp_path))
 
 
-def start_processes(image_folder, workdir, tmp_path, num_processes=2, **overrides):
+def start_processes(image_folder, workdir, tmp_path, num_processes=2, env=None, **overrides):
   """Starts the processes by hand, as a cluster scheduler would; one device each."""
   port = free_port()
   return [start(command("experiments.train", *folder_flags(image_folder, workdir, **overrides),
                         f"--coordinator_address=127.0.0.1:{port}",
                         f"--num_processes={num_processes}", f"--process_id={i}"),
-                tmp_path / f"process_{i}.log", env={"XLA_FLAGS": FAST_COMPILE})
+                tmp_path / f"process_{i}.log", env={"XLA_FLAGS": FAST_COMPILE, **(env or {})})
           for i in range(num_processes)]
+
+
+def test_process_zero_alone_prepares_the_out_of_distribution_dataset(raw_data_dir, tmp_path):
+  """Digits-sized images dirtied with MNIST digits, MNIST not yet prepared: one process
+  builds it while the other waits, rather than both writing the same folder at once."""
+  folder = write_image_folder(str(tmp_path / "images"), shape=(28, 28, 1))
+  processes = start_processes(
+      folder, str(tmp_path / "run"), tmp_path, env={"AIGC_RAW_DATA_DIR": raw_data_dir},
+      num_steps=2, checkpoint_every=2, **{"data.corrupt": "out_of_distribution=0.25",
+                                           "data.ood_source": "mnist",
+                                           "data.data_dir": str(tmp_path / "tfds")})
+  logs = []
+  for i, process in enumerate(processes):
+    assert process.wait(timeout=120) == 0, (tmp_path / f"process_{i}.log").read_text()[-3000:]
+    logs.append((tmp_path / f"process_{i}.log").read_text())
+  assert "Preparing dataset 'mnist'" in logs[0]
+  assert "Preparing dataset" not in logs[1]
+  assert all("out_of_distribution" in log for log in logs)
 
 
 def test_sigterm_to_one_process_saves_all_at_one_step_and_a_dead_process_ends_the_rest(

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from aigc_jax.data.sources import ImageData
+from aigc_jax.data.images import ImageData
 from aigc_jax.metrics import feature_classifier as fc
 
 

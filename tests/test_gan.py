@@ -6,9 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aigc_jax.data.sources import ImageSpec
-from aigc_jax.losses.gan import GAN_LOSSES, GANLoss, get_gan_loss, register_gan_loss
-from aigc_jax.losses.gan_penalties import register_d_regularizer
+from aigc_jax.data.images import ImageSpec
+from aigc_jax.losses import gan as gan_losses, gan_penalties
+from aigc_jax.losses.gan import GAN_LOSSES, GANLoss, get_gan_loss
 from aigc_jax.models.dcgan import DCGANGenerator, upsampling_plan
 from aigc_jax.train import gan, sharding
 from experiments.configs import cgan, dcgan, mlp_gan
@@ -214,13 +214,21 @@ def test_dcgan_reaches_any_side_without_resizing_and_samples_in_inference_mode()
     assert not np.allclose(train_out, generator.apply(variables, z[:3], train=False))
 
 
-# A user's own loss and penalty, registered by name outside the library (as in README).
-register_gan_loss("test_least_squares", GANLoss(
-    lambda r, f: jnp.mean((r - 1) ** 2) + jnp.mean(f ** 2), lambda f: jnp.mean((f - 1) ** 2)))
-register_d_regularizer("test_drift", lambda discriminate, real, fake, rng, config:
-                       config.drift * jnp.mean(discriminate(real) ** 2))
+@pytest.fixture
+def user_loss_and_penalty(monkeypatch):
+  """A user's own loss and penalty, registered by name outside the library (as in README),
+  for this test only: the registries are restored afterwards."""
+  monkeypatch.setattr(gan_losses, "GAN_LOSSES", dict(gan_losses.GAN_LOSSES))
+  monkeypatch.setattr(gan_penalties, "D_REGULARIZERS", dict(gan_penalties.D_REGULARIZERS))
+  gan_losses.register_gan_loss("test_least_squares", GANLoss(
+      lambda r, f: jnp.mean((r - 1) ** 2) + jnp.mean(f ** 2),
+      lambda f: jnp.mean((f - 1) ** 2)))
+  gan_penalties.register_d_regularizer(
+      "test_drift", lambda discriminate, real, fake, rng, config:
+      config.drift * jnp.mean(discriminate(real) ** 2))
 
 
+@pytest.mark.usefixtures("user_loss_and_penalty")
 def test_user_registered_loss_and_penalty_are_picked_by_config():
   config = mlp_gan.get_config("tiny")
   config.loss, config.d_reg = "test_least_squares", "test_drift"

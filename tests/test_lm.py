@@ -111,8 +111,10 @@ def test_eval_windows_predict_every_character_once():
 def test_held_out_bits_per_char_match_a_direct_computation(model_and_params):
   config, model, params = model_and_params
   data = text_data(n=61, block=config.block_size)
-  evaluator = make_split_evaluator(lm.FAMILY, config, SPEC, data,
-                                   sharding.make_mesh(jax.devices()[:1]), jax.random.key(0))
+  evaluator = make_split_evaluator(lm.make_eval_step(config, SPEC), data,
+                                   batch_size=config.eval_batch_size,
+                                   mesh=sharding.make_mesh(jax.devices()[:1]),
+                                   rng=jax.random.key(0))
   got = evaluator(lm.LMState(step=jnp.int32(0), params=params, opt_state=None))
   nats = []
   for start in range(0, 60, config.block_size):  # Windows overlapping by one character.
@@ -120,8 +122,8 @@ def test_held_out_bits_per_char_match_a_direct_computation(model_and_params):
     log_probs = jax.nn.log_softmax(model.apply({"params": params}, window[:, :-1]))[0]
     nats.extend(-np.asarray(log_probs)[np.arange(window.shape[1] - 1), window[0, 1:]])
   assert len(nats) == 60
-  np.testing.assert_allclose(got["eval/loss"], np.mean(nats), rtol=1e-5)
-  np.testing.assert_allclose(got["eval/bits_per_char"], np.mean(nats) / np.log(2), rtol=1e-5)
+  np.testing.assert_allclose(got["loss"], np.mean(nats), rtol=1e-5)
+  np.testing.assert_allclose(got["bits_per_char"], np.mean(nats) / np.log(2), rtol=1e-5)
 
 
 def test_one_train_step_lowers_the_loss_on_a_repeated_batch(model_and_params):

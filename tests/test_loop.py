@@ -8,11 +8,15 @@ import jax
 import numpy as np
 import pytest
 
+from aigc_jax.data.images import ImageSpec
+from aigc_jax.train import gan
 from aigc_jax.train.checkpoint import NoReadableCheckpointError, WorkdirMismatchError
 from aigc_jax.train.loop import chunk_sizes, crossed, train_and_evaluate
-from aigc_jax.train.step_logger import NonFiniteLossError
 from aigc_jax.train.metric_writer import read_metrics
-from aigc_jax.train.restore import generate_images, restore_run
+from aigc_jax.train.restore import generate_images, restore_run, warm_start
+from aigc_jax.train.step_logger import NonFiniteLossError
+
+SPEC = ImageSpec(image_shape=(8, 8, 1), num_classes=2)  # conftest's fake image folder.
 
 
 def test_a_run_writes_logs_samples_checkpoints_and_config(tiny_config, tmp_path):
@@ -153,3 +157,34 @@ def test_several_steps_per_call_train_like_one(tiny_config, tmp_path):
     finals.append(restore_run(str(tmp_path / str(k))).state)
   assert int(finals[1].step) == 7
   chex.assert_trees_all_close(finals[0], finals[1], rtol=1e-5, atol=1e-6)
+
+
+def test_init_from_warm_starts_parameters_but_not_optimiser_or_step(tiny_config, tmp_path):
+  source, target = str(tmp_path / "source"), str(tmp_path / "target")
+  train_and_evaluate(tiny_config, source)  # 4 steps.
+  trained = restore_run(source).state
+  fresh = jax.jit(lambda rng: gan.create_state(tiny_config, rng, SPEC))(jax.random.key(5))
+  warm = warm_start(fresh, source)
+  for field in ("g_params", "d_params", "ema_g_params"):
+    chex.assert_trees_all_equal(getattr(warm, field), getattr(trained, field))
+  chex.assert_trees_all_equal(warm.g_opt_state, fresh.g_opt_state)
+  assert int(warm.step) == 0
+
+  tiny_config.init_from = source
+  tiny_config.num_steps = 2
+  train_and_evaluate(tiny_config, target)
+  assert restore_run(target).step == 2
+  # Its own checkpoint wins over init_from when the run resumes.
+  tiny_config.init_from = str(tmp_path / "nowhere")
+  tiny_config.num_steps = 4
+  train_and_evaluate(tiny_config, target)
+  assert restore_run(target).step == 4
+
+
+def test_init_from_a_run_of_another_model_is_refused_naming_the_variable(tiny_config,
+                                                                        tmp_path):
+  train_and_evaluate(tiny_config, str(tmp_path / "source"))
+  tiny_config.model.g_hidden = (16, 48)
+  tiny_config.init_from = str(tmp_path / "source")
+  with pytest.raises(ValueError, match=r"does not fit this model: g_params\['Dense_1'\]"):
+    train_and_evaluate(tiny_config, str(tmp_path / "target"))

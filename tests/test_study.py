@@ -4,9 +4,10 @@ import csv
 
 import numpy as np
 
-from aigc_jax.data.sources import ImageData
-from aigc_jax.quality import augmentation, study_report
-from aigc_jax.quality.corrupt import parse_spec
+from aigc_jax.data.corrupt import parse_spec
+from aigc_jax.data.images import ImageData
+from aigc_jax.quality import augmentation
+from experiments import study_report
 
 
 def test_rate_is_spread_evenly_over_the_kinds():

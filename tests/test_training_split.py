@@ -5,9 +5,9 @@ import os
 import numpy as np
 import pytest
 
-from aigc_jax.data.sources import ImageData
+from aigc_jax.data.images import ImageData
 from aigc_jax.data.text import TextData, TextSpec
-from aigc_jax.quality.training_split import GROUND_TRUTH_FILE, training_split
+from aigc_jax.data.training_split import GROUND_TRUTH_FILE, training_split
 from aigc_jax.train.loop import train_and_evaluate
 from experiments.configs import mlp_gan
 

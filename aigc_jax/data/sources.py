@@ -4,24 +4,30 @@ TFDS owns the download and the on-disk format. This module only decides *how* a 
 gets prepared: from `TFDS_DATA_DIR` if it already is, from a folder of the dataset's
 original files (`manual_dir`) if one is given, else from the network -- and when none of
 these can work it fails in seconds with the folder and the file names it needs, instead of
-letting TFDS retry a download for minutes on an offline machine.
+letting TFDS retry a download for minutes on an offline machine. In a multi-process run
+process 0 prepares a dataset before the others read it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import socket
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable
+from typing import TypeVar
 
-import numpy as np
+import jax
+import ml_collections
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from absl import logging
+from jax.experimental import multihost_utils
 from tensorflow_datasets.core.download import download_manager
 
-from aigc_jax.data import pipeline
+from aigc_jax.data.images import ImageData, ImageSpec, load_images
 from aigc_jax.data.text import TextData, TextSpec, load_text
+
+T = TypeVar("T")
 
 RAW_DATA_ENV = "AIGC_RAW_DATA_DIR"
 IMAGE_FOLDER = "image_folder"
@@ -31,44 +37,11 @@ class DataUnavailableError(RuntimeError):
   """The dataset is neither prepared, nor in a raw-file folder, nor downloadable."""
 
 
-@dataclasses.dataclass(frozen=True)
-class ImageSpec:
-  """What an image model must know of its data; saved with every checkpoint."""
-
-  image_shape: tuple[int, int, int]
-  num_classes: int
-
-  def to_json(self) -> dict:
-    return {"kind": "image", "image_shape": list(self.image_shape),
-            "num_classes": self.num_classes}
-
-
 def spec_from_json(d: dict) -> ImageSpec | TextSpec:
+  """The spec a checkpoint saved (`to_json`), image or text."""
   if d.get("kind", "image") == "text":
     return TextSpec(vocab=d["vocab"])
   return ImageSpec(image_shape=tuple(d["image_shape"]), num_classes=int(d["num_classes"]))
-
-
-@dataclasses.dataclass(frozen=True)
-class ImageData:
-  """A labelled image split held in host memory, as it is stored (uint8, NHWC)."""
-
-  images: np.ndarray  # (N, H, W, C) uint8
-  labels: np.ndarray  # (N,) int32
-  num_classes: int
-
-  @property
-  def spec(self) -> ImageSpec:
-    return ImageSpec(image_shape=tuple(self.images.shape[1:]), num_classes=self.num_classes)
-
-  def describe(self) -> str:
-    return f"{len(self.images):,} images of {self.spec.image_shape}"
-
-  def train_batches(self, **kwargs) -> Iterator[dict[str, np.ndarray]]:
-    return pipeline.image_batches(self, **kwargs)
-
-  def eval_batches(self, **kwargs) -> Iterator[dict[str, np.ndarray]]:
-    return pipeline.eval_batches(self, **kwargs)
 
 
 def raw_files_dir(name: str, manual_dir: str | None) -> str | None:
@@ -110,6 +83,7 @@ def prepared_builder(name: str, data_dir: str | None = None,
           f"folder with a '{name}/' sub-folder holding {', '.join(expected) or 'its files'}"
           ", or set --config.data.manual_dir.")
     download_config = None
+  logging.info("Preparing dataset '%s' in %s.", name, builder.data_dir)
   tfds.disable_progress_bar()
   # TFDS extracts files under download_dir by file name alone, and MNIST and Fashion-MNIST
   # share their file names: one shared download_dir would silently build Fashion-MNIST from
@@ -147,8 +121,38 @@ def load_split(name: str, split: str = "train", *, data_dir: str | None = None,
   These datasets (MNIST-family, CIFAR-10, a user's folder, Tiny Shakespeare) fit in
   memory, which lets the input pipeline address any example by index: shuffling is then
   exact, resuming is O(1), and the global batch does not depend on how many processes
-  read it. Text needs the model's `block_size` to cut windows.
+  read it. Text needs the model's `block_size` to cut windows. In a multi-process run,
+  process 0 prepares the dataset before the others read it.
   """
+  return chief_first(lambda: _load_split(name, split, data_dir, manual_dir, image_folder,
+                                         block_size), name=f"load_split:{name}:{split}")
+
+
+def config_split(config: ml_collections.ConfigDict, split: str) -> ImageData | TextData:
+  """`load_split` of the dataset that `config.data` names (and `config.block_size`, text)."""
+  data = config.data
+  return load_split(data.name, split, data_dir=data.data_dir, manual_dir=data.manual_dir,
+                    image_folder=data.image_folder, block_size=config.get("block_size"))
+
+
+def chief_first(fn: Callable[[], T], name: str) -> T:
+  """Runs `fn` on process 0, then on the others, e.g. to prepare a dataset once.
+
+  Without the ordering, every process of a fresh run would build the same TFDS files in
+  the same folder at once.
+  """
+  is_chief = jax.process_index() == 0
+  if is_chief:
+    result = fn()
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(f"chief_first:{name}")
+  if not is_chief:
+    result = fn()
+  return result
+
+
+def _load_split(name: str, split: str, data_dir: str | None, manual_dir: str | None,
+                image_folder: str | None, block_size: int | None) -> ImageData | TextData:
   if name == IMAGE_FOLDER:
     builder = _image_folder_builder(image_folder)
   else:
@@ -161,20 +165,7 @@ def load_split(name: str, split: str = "train", *, data_dir: str | None = None,
   if "image" not in features:
     raise ValueError(f"Dataset '{name}' has neither an 'image' nor a 'text' feature; "
                      "pick an image or text dataset for --config.data.name.")
-  return _load_images(builder, name, split)
-
-
-def _load_images(builder: tfds.core.DatasetBuilder, name: str, split: str) -> ImageData:
-  if split not in builder.info.splits:
-    raise ValueError(f"Dataset '{name}' has no split '{split}'; it has "
-                     f"{sorted(builder.info.splits)}.")
-  arrays = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
-  label_feature = builder.info.features["label"] if "label" in builder.info.features else None
-  num_examples = len(arrays["image"])
-  labels = arrays["label"] if label_feature is not None else np.zeros(num_examples)
-  num_classes = label_feature.num_classes if label_feature is not None else 1
-  return ImageData(images=np.asarray(arrays["image"], np.uint8),
-                   labels=np.asarray(labels, np.int32), num_classes=num_classes)
+  return load_images(builder, name, split)
 
 
 def _image_folder_builder(root: str | None) -> tfds.core.DatasetBuilder:

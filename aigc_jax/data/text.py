@@ -1,4 +1,5 @@
-"""Character-level text data: a vocabulary from the training split, and window batches.
+"""Text splits: what a model must know of them (TextSpec), the split as tokens (TextData),
+and its training and evaluation batches.
 
 Training batch `s` is a pure function of (seed, s), as for images: row r of the global
 batch starts at a stateless random offset drawn from key (seed, s, r). Evaluation walks
@@ -15,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from aigc_jax.data.pipeline import batches_by_step, local_batch_size
+from aigc_jax.data.batching import Batch, batches_by_step, local_batch_size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +57,7 @@ class TextData:
 
   def train_batches(self, *, global_batch: int, seed: int, start_step: int = 0,
                     process_index: int = 0, process_count: int = 1
-                    ) -> Iterator[dict[str, np.ndarray]]:
+                    ) -> Iterator[Batch]:
     """Endless {'tokens': int32 (L, block_size + 1)} batches from a random offset each."""
     local = local_batch_size(global_batch, process_count)
     window = self.block_size + 1
@@ -76,7 +77,7 @@ class TextData:
     return batches_by_step(batch_at, start_step)
 
   def eval_batches(self, *, global_batch: int, process_index: int = 0,
-                   process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
+                   process_count: int = 1) -> Iterator[Batch]:
     """The whole split as windows starting every block_size characters, padded and masked.
 
     `mask` (L, block_size) marks real targets; padding windows and the tail past the end

@@ -76,6 +76,30 @@ def gaussian_kl(mean: jnp.ndarray, logvar: jnp.ndarray) -> jnp.ndarray:
   return 0.5 * jnp.sum(jnp.exp(logvar) + mean**2 - 1.0 - logvar, axis=-1)
 
 
+def neg_elbo_terms(model, params, images: jnp.ndarray, labels: jnp.ndarray | None,
+                   eps: jnp.ndarray, likelihood_name: str
+                   ) -> tuple[jnp.ndarray, jnp.ndarray]:
+  """Per-example -log p(x|z) at z = mean + sigma * eps, and KL(q(z|x) || p(z)), each (B,).
+
+  `model` is a VAE (aigc_jax.models.vae) whose call takes (images, labels, eps); the
+  caller draws eps ~ N(0, I), (B, latent), so training, evaluation and outlier scores
+  control their own randomness.
+  """
+  likelihood_params, mean, logvar = model.apply({"params": params}, images, labels, eps)
+  recon = -get_likelihood(likelihood_name).log_prob(likelihood_params, images)
+  return recon, gaussian_kl(mean, logvar)
+
+
+def neg_elbo(model, params, images: jnp.ndarray, labels: jnp.ndarray | None,
+             eps: jnp.ndarray, likelihood_name: str) -> jnp.ndarray:
+  """Per-example negative ELBO in nats, (B,), from one posterior sample; lower is better.
+
+  High values flag examples the model finds implausible: an outlier score.
+  """
+  recon, kl = neg_elbo_terms(model, params, images, labels, eps, likelihood_name)
+  return recon + kl
+
+
 def diagonal_gaussian_log_density(z: jnp.ndarray, mean: jnp.ndarray,
                                   logvar: jnp.ndarray) -> jnp.ndarray:
   """log N(z; mean, diag(exp(logvar))), summed over the last axis."""

@@ -25,7 +25,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
-from aigc_jax.data.sources import ImageData
+from aigc_jax.data.images import ImageData
 from aigc_jax.models.matmul_conv import MatmulConv
 
 

@@ -1,4 +1,4 @@
-"""Likelihood estimates for VAEs: the per-example ELBO and the importance-weighted bound.
+"""The importance-weighted likelihood bound of a VAE (the ELBO is losses.vae.neg_elbo).
 
 IWAE (Burda et al. 2016): log p(x) >= E[log (1/k) sum_i p(x, z_i) / q(z_i | x)], a bound
 that tightens as k grows and equals the ELBO at k = 1. With k = 1000 it is the standard
@@ -10,21 +10,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from aigc_jax.losses.vae import (diagonal_gaussian_log_density, gaussian_kl,
-                                 get_likelihood)
+from aigc_jax.losses.vae import diagonal_gaussian_log_density, get_likelihood
 from aigc_jax.models.vae import VAE
-
-
-def elbo(model: VAE, params, images, labels, rng, likelihood_name: str) -> jax.Array:
-  """Per-example ELBO in nats, (B,), from one posterior sample; higher is better.
-
-  Low values flag examples the model finds implausible: an outlier score.
-  """
-  mean, logvar = model.apply({"params": params}, images, labels, method=VAE.encode)
-  z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(rng, mean.shape)
-  decoded = model.apply({"params": params}, z, labels, method=VAE.decode)
-  log_px = get_likelihood(likelihood_name).log_prob(decoded, images)
-  return log_px - gaussian_kl(mean, logvar)
 
 
 def iwae_log_likelihood(model: VAE, params, images, labels, rng, likelihood_name: str,

@@ -9,15 +9,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from aigc_jax.data.image_grid import make_grid, save_png, to_unit_range
-from aigc_jax.data.sources import ImageData
-from aigc_jax.losses.vae import dynamic_binarize, get_likelihood
+from aigc_jax.data.images import ImageData
+from aigc_jax.losses.vae import dynamic_binarize, get_likelihood, neg_elbo
 from aigc_jax.metrics.image_similarity import psnr, ssim
-from aigc_jax.metrics.likelihood import elbo, iwae_log_likelihood
+from aigc_jax.metrics.likelihood import iwae_log_likelihood
 from aigc_jax.models.vae import VAE
 from aigc_jax.train import sharding
-from aigc_jax.train.replicated import fetch
+from aigc_jax.train.evaluation import make_split_evaluator
 from aigc_jax.train.restore import RestoredRun
-from aigc_jax.train.vae import build_model
 
 
 def protocol(config) -> str:
@@ -31,22 +30,19 @@ def protocol(config) -> str:
 
 def evaluate_vae(run: RestoredRun, data: ImageData, *, iwae_k: int, batch_size: int = 100,
                  seed: int = 0) -> dict:
-  """Masked per-example means over `data`; each batch i uses key fold_in(seed, i)."""
+  """Per-example means over `data`; each batch i uses key fold_in(seed, i)."""
   config = run.config
-  model = build_model(config, run.spec)
+  model = run.model
   mean_image = get_likelihood(config.likelihood).mean
-  mesh = sharding.make_mesh()
-  sharding.check_batch_divisible(batch_size, mesh)
-  batch_sharding = sharding.batch_sharded(mesh)
 
-  @jax.jit
-  def batch_sums(params, batch, rng):
+  def batch_sums(state, batch, rng):
+    params = state.params
     binarize_rng, elbo_rng, iwae_rng = jax.random.split(rng, 3)
     images = batch["image"]
     if config.binarize:
       images = dynamic_binarize(binarize_rng, images)
     labels = batch["label"] if config.model.conditional else None
-    neg_elbo = -elbo(model, params, images, labels, elbo_rng, config.likelihood)
+    eps = jax.random.normal(elbo_rng, (images.shape[0], config.model.latent_dim))
     nll = -iwae_log_likelihood(model, params, images, labels, iwae_rng, config.likelihood,
                                iwae_k)
     z, _ = model.apply({"params": params}, images, labels, method=VAE.encode)
@@ -54,24 +50,19 @@ def evaluate_vae(run: RestoredRun, data: ImageData, *, iwae_k: int, batch_size: 
              + 1) / 2
     target = (images + 1) / 2
     mask = batch["mask"]
-    per_example = {"neg_elbo": neg_elbo, "iwae_nll": nll, "psnr": psnr(target, recon),
-                   "ssim": ssim(target, recon)}
+    per_example = {"neg_elbo": neg_elbo(model, params, images, labels, eps,
+                                        config.likelihood),
+                   "iwae_nll": nll, "psnr": psnr(target, recon), "ssim": ssim(target, recon)}
     sums = {k: jnp.sum(v * mask) for k, v in per_example.items()}
     return {**sums, "count": jnp.sum(mask)}
 
-  totals = None
-  key = jax.random.key(seed)
-  for i, batch in enumerate(data.eval_batches(global_batch=batch_size)):
-    out = batch_sums(run.state.params, sharding.to_global(batch, batch_sharding),
-                     jax.random.fold_in(key, i))
-    totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
-  totals = fetch(totals)
-  count = float(totals.pop("count"))
-  means = {k: float(v) / count for k, v in totals.items()}
+  evaluate = make_split_evaluator(batch_sums, data, batch_size=batch_size,
+                                  mesh=sharding.make_mesh(), rng=jax.random.key(seed))
+  means = evaluate(run.state)
   dims = float(np.prod(run.spec.image_shape))
   return {
       "family": "vae", "step": run.step, "protocol": protocol(config),
-      "num_examples": int(count), "iwae_k": iwae_k,
+      "num_examples": len(data.images), "iwae_k": iwae_k,
       "neg_elbo_nats": means["neg_elbo"], "iwae_nll_nats": means["iwae_nll"],
       "iwae_bits_per_dim": means["iwae_nll"] / (dims * np.log(2)),
       "recon_psnr_db": means["psnr"], "recon_ssim": means["ssim"],
@@ -82,7 +73,7 @@ def save_vae_figures(run: RestoredRun, data: ImageData, out_dir: str, seed: int 
                      ) -> list[str]:
   """Reconstructions, prior samples and latent interpolations as PNG grids."""
   config = run.config
-  model = build_model(config, run.spec)
+  model = run.model
   mean_image = get_likelihood(config.likelihood).mean
   params = run.state.params
   conditional = config.model.conditional

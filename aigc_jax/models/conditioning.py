@@ -9,6 +9,8 @@ far more strongly than concatenating the label to its input.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import flax.linen as nn
 import jax.numpy as jnp
 
@@ -27,7 +29,8 @@ def append_label_embedding(z: jnp.ndarray, labels: jnp.ndarray | None, num_class
   return jnp.concatenate([z, embedding.astype(z.dtype)], axis=-1)
 
 
-def normalized(layer: nn.Module, norm: str, update_stats: bool) -> nn.Module:
+def normalized(layer: nn.Module, norm: str, update_stats: bool
+               ) -> Callable[[jnp.ndarray], jnp.ndarray]:
   """Wraps `layer` in spectral normalisation (Miyato et al. 2018) when norm == 'spectral'.
 
   The power-iteration vector lives in the 'batch_stats' collection and moves only when

@@ -16,9 +16,9 @@ import dataclasses
 import numpy as np
 
 from aigc_jax.data.image_grid import to_uint8
-from aigc_jax.data.sources import ImageData
-from aigc_jax.metrics.feature_classifier import (ClassifierSettings, accuracy,
-                                                  features_and_probs, train_classifier)
+from aigc_jax.data.images import ImageData
+from aigc_jax.metrics.feature_classifier import (ClassifierSettings, accuracy, features_and_probs,
+                                                 train_classifier)
 
 
 def balanced_subset(data: ImageData, size: int, seed: int) -> ImageData:

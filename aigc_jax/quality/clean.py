@@ -13,11 +13,11 @@ import time
 import ml_collections
 import numpy as np
 
-from aigc_jax.data.sources import ImageData
+from aigc_jax.data.corrupt import GroundTruth
+from aigc_jax.data.images import ImageData
 from aigc_jax.data.text import TextData
 from aigc_jax.metrics.feature_classifier import ClassifierSettings
 from aigc_jax.quality import duplicates, label_issues, outliers, text_issues
-from aigc_jax.quality.corrupt import GroundTruth
 
 # Which injected kinds each detector is meant to find.
 TARGETS = {

@@ -18,9 +18,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from aigc_jax.data.sources import ImageData
+from aigc_jax.data.images import ImageData
 from aigc_jax.metrics.feature_classifier import (ClassifierSettings, features_and_probs,
-                                                  train_classifier)
+                                                 train_classifier)
 from aigc_jax.metrics.sample_sets import kth_nearest_distances
 
 NO_CLASS = -1

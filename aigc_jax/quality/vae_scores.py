@@ -5,10 +5,11 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from aigc_jax.data.sources import ImageData
-from aigc_jax.metrics.likelihood import elbo
+from aigc_jax.data.images import ImageData
+from aigc_jax.losses.vae import neg_elbo
+from aigc_jax.train import sharding
+from aigc_jax.train.evaluation import per_example_values
 from aigc_jax.train.restore import RestoredRun
-from aigc_jax.train.vae import build_model
 
 
 def per_example_neg_elbo(run: RestoredRun, data: ImageData, batch_size: int = 500,
@@ -21,16 +22,13 @@ def per_example_neg_elbo(run: RestoredRun, data: ImageData, batch_size: int = 50
   if tuple(run.spec.image_shape) != tuple(data.images.shape[1:]):
     raise ValueError(f"The VAE models images of {run.spec.image_shape}, the split has "
                      f"{data.images.shape[1:]}; train a VAE on this dataset.")
-  model = build_model(run.config, run.spec)
-  conditional = run.config.model.conditional
+  config, model = run.config, run.model
 
-  @jax.jit
-  def batch_neg_elbo(params, images, labels, rng):
-    return -elbo(model, params, images, labels if conditional else None, rng,
-                 run.config.likelihood)
+  def batch_neg_elbo(state, batch, rng):
+    images = batch["image"]
+    eps = jax.random.normal(rng, (images.shape[0], config.model.latent_dim))
+    labels = batch["label"] if config.model.conditional else None
+    return neg_elbo(model, state.params, images, labels, eps, config.likelihood)
 
-  key = jax.random.key(seed)
-  scores = [batch_neg_elbo(run.state.params, batch["image"], batch["label"],
-                           jax.random.fold_in(key, i))
-            for i, batch in enumerate(data.eval_batches(global_batch=batch_size))]
-  return np.concatenate([np.asarray(s) for s in scores])[:len(data.images)]
+  return per_example_values(batch_neg_elbo, run.state, data, batch_size=batch_size,
+                            mesh=sharding.make_mesh(), rng=jax.random.key(seed))

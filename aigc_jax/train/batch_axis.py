@@ -30,7 +30,7 @@ PARALLEL_MODES = ("jit", "pmap")
 
 def batch_axis(config: ml_collections.ConfigDict) -> str | None:
   """The pmap axis name a step's collectives use, or None under sharded jit."""
-  mode = config.get("parallel", "jit")
+  mode = config.parallel
   if mode not in PARALLEL_MODES:
     raise ValueError(f"--config.parallel={mode!r} is not one of {PARALLEL_MODES}.")
   return AXIS if mode == "pmap" else None

@@ -15,14 +15,9 @@ Where the processes learn who they are:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from typing import TypeVar
 
 import jax
 from absl import logging
-from jax.experimental import multihost_utils
-
-T = TypeVar("T")
 
 # How long the coordinator waits on a silent process before failing every other one, so
 # a crashed process ends the run within this many seconds rather than leaving the
@@ -62,19 +57,3 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
                              heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT_S)
   logging.info("Process %d of %d: %d local and %d global device(s).", jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count())
-
-
-def chief_first(fn: Callable[[], T], name: str) -> T:
-  """Runs `fn` on process 0, then on the others, e.g. to prepare a dataset once.
-
-  Without the ordering, every process of a fresh run would build the same TFDS files in
-  the same folder at once.
-  """
-  is_chief = jax.process_index() == 0
-  if is_chief:
-    result = fn()
-  if jax.process_count() > 1:
-    multihost_utils.sync_global_devices(f"chief_first:{name}")
-  if not is_chief:
-    result = fn()
-  return result

@@ -15,8 +15,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from aigc_jax.data.sources import ImageSpec
+from aigc_jax.data.images import ImageSpec
+from aigc_jax.data.text import TextSpec
 
+Spec = ImageSpec | TextSpec  # What the family's models know of the data.
 State = Any
 Metrics = dict[str, jax.Array]
 TrainStep = Callable[[State, dict[str, jax.Array], jax.Array], tuple[State, Metrics]]
@@ -30,11 +32,15 @@ EvalStep = Callable[[State, dict[str, jax.Array], jax.Array], dict[str, jax.Arra
 class Family(NamedTuple):
   """The functions a family provides; each is pure and jit-compatible."""
 
-  create_state: Callable[[ml_collections.ConfigDict, jax.Array, ImageSpec], State]
-  make_train_step: Callable[[ml_collections.ConfigDict, ImageSpec], TrainStep]
-  make_sampler: Callable[[ml_collections.ConfigDict, ImageSpec], Sampler]
+  create_state: Callable[[ml_collections.ConfigDict, jax.Array, Spec], State]
+  make_train_step: Callable[[ml_collections.ConfigDict, Spec], TrainStep]
+  make_sampler: Callable[[ml_collections.ConfigDict, Spec], Sampler]
   # Optional: held-out evaluation the loop runs every `eval_every` steps.
-  make_eval_step: Callable[[ml_collections.ConfigDict, ImageSpec], EvalStep] | None = None
+  make_eval_step: Callable[[ml_collections.ConfigDict, Spec], EvalStep] | None = None
+  # Optional: the float32 Flax module(s) a trained state's parameters drive, for code
+  # that uses the model beyond sampling (likelihoods, decoding, scores): the VAE, the
+  # Transformer, the GAN's (generator, discriminator).
+  build_model: Callable[[ml_collections.ConfigDict, Spec], Any] | None = None
 
 
 def is_conditional(config: ml_collections.ConfigDict) -> bool:

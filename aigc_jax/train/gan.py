@@ -17,7 +17,7 @@ import ml_collections
 import optax
 
 from aigc_jax.data.diff_augment import diff_augment, parse_policy
-from aigc_jax.data.sources import ImageSpec
+from aigc_jax.data.images import ImageSpec
 from aigc_jax.losses.gan import get_gan_loss
 from aigc_jax.losses.gan_penalties import get_d_regularizers, l2_penalty
 from aigc_jax.models.dcgan import DCGANDiscriminator, DCGANGenerator
@@ -135,11 +135,28 @@ def make_train_step(config: ml_collections.ConfigDict, spec: ImageSpec):
     generate = lambda g_params, z, labels: generator.apply(
         _variables(g_params, state.g_batch_stats), z, labels, train=True,
         mutable=["batch_stats"])
+    # G's pass, and how G's gradient will be taken from it: one pair of paths, the only
+    # place k matters for G. k = 1 keeps the pass for the whole batch and later pulls the
+    # loss gradient back through it (G runs once per step, as in the PyTorch recipe);
+    # k > 1 reruns G per microbatch instead, so no whole-batch activations stay live.
     if k == 1:
       fake, pull_back_to_g, g_updates = jax.vjp(lambda p: generate(p, z, labels),
                                                 state.g_params, has_aux=True)
+
+      def generator_gradients(g_loss_of):
+        g_loss, fake_grads = jax.value_and_grad(g_loss_of)(fake, labels, 0)
+        (g_grads,) = pull_back_to_g(fake_grads)
+        return (g_loss, g_updates), g_grads
     else:
-      fake, g_updates = generate(state.g_params, z, labels)
+      fake, _ = generate(state.g_params, z, labels)
+
+      def generator_gradients(g_loss_of):
+        def g_objective(g_params, examples, index):
+          fake, updates = generate(g_params, examples["z"], examples["labels"])
+          return g_loss_of(fake, examples["labels"], index), updates
+
+        return microbatch.value_and_grad(g_objective, state.g_params,
+                                         {"z": z, "labels": labels}, k)
 
     def d_objective(d_params, examples, index):
       real_aug_rng, fake_aug_rng = jax.random.split(jax.random.fold_in(augment_rng, index))
@@ -174,16 +191,7 @@ def make_train_step(config: ml_collections.ConfigDict, spec: ImageSpec):
     g_loss_of = lambda fake, labels, index: loss.generator(discriminate(
         d_params, d_batch_stats, augment(jax.random.fold_in(g_aug_rng, index), fake),
         labels)[0])
-    if k == 1:
-      g_loss, fake_grads = jax.value_and_grad(g_loss_of)(fake, labels, 0)
-      (g_grads,) = pull_back_to_g(fake_grads)
-    else:
-      def g_objective(g_params, examples, index):
-        fake, updates = generate(g_params, examples["z"], examples["labels"])
-        return g_loss_of(fake, examples["labels"], index), updates
-
-      (g_loss, g_updates), g_grads = microbatch.value_and_grad(
-          g_objective, state.g_params, {"z": z, "labels": labels}, k)
+    (g_loss, g_updates), g_grads = generator_gradients(g_loss_of)
     g_grads = batch_mean(g_grads, axis)
     if config.g_l2:  # Gradient of g_l2 * 1/2 ||theta||^2 added to G's.
       g_grads = jax.tree.map(lambda g, p: g + config.g_l2 * p, g_grads, state.g_params)
@@ -231,4 +239,4 @@ def make_sampler(config: ml_collections.ConfigDict, spec: ImageSpec):
 
 
 FAMILY = Family(create_state=create_state, make_train_step=make_train_step,
-                make_sampler=make_sampler)
+                make_sampler=make_sampler, build_model=build_models)

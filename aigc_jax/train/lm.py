@@ -124,14 +124,7 @@ def make_sampler(config: ml_collections.ConfigDict, spec: TextSpec):
   return sample
 
 
-def model_flops_per_token(config: ml_collections.ConfigDict, spec: TextSpec) -> float:
-  """Training FLOPs per token: 6 x (non-embedding params + head) + attention (PaLM, App. B)."""
-  m = config.model
-  per_layer = 12 * m.width**2
-  matmul_params = m.num_layers * per_layer + spec.vocab_size * m.width
-  attention = 12 * m.num_layers * m.width * config.block_size / 2  # Causal: half the scores.
-  return float(6 * matmul_params + attention)
-
 
 FAMILY = Family(create_state=create_state, make_train_step=make_train_step,
-                make_sampler=make_sampler, make_eval_step=make_eval_step)
+                make_sampler=make_sampler, make_eval_step=make_eval_step,
+                build_model=build_model)

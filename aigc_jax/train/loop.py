@@ -16,37 +16,27 @@ import jax
 import ml_collections
 from absl import logging
 
-from aigc_jax.data.pipeline import stack_batches
-from aigc_jax.data.sources import ImageData, ImageSpec, load_split as load_source_split
-from aigc_jax.data.text import TextData, TextSpec
-from aigc_jax.quality.training_split import training_split
+from aigc_jax.data.batching import stack_batches
+from aigc_jax.data.sources import config_split
+from aigc_jax.data.training_split import training_split
 from aigc_jax.train import sharding
 from aigc_jax.train.checkpoint import Checkpointer, WorkdirMismatchError, with_shardings
-from aigc_jax.train.distributed import chief_first
 from aigc_jax.train.evaluation import make_split_evaluator
-from aigc_jax.train.family import Family, TrainStep, get_family
+from aigc_jax.train.family import Family, Spec, TrainStep, get_family
 from aigc_jax.train.metric_writer import MetricWriter
 from aigc_jax.train.parallel import make_runner
 from aigc_jax.train.preemption import preemption_notice
-from aigc_jax.train.replicated import fetch
-from aigc_jax.train.sample_output import grid_columns, save_samples
-from aigc_jax.train.step_logger import StepLogger
+from aigc_jax.train.restore import warm_start
 from aigc_jax.train.rng import stream
+from aigc_jax.train.sample_output import grid_columns, save_samples
+from aigc_jax.train.sharding import fetch
+from aigc_jax.train.step_logger import StepLogger
 
 
-def load_split(config: ml_collections.ConfigDict, split: str) -> ImageData | TextData:
-  """Loads a split, preparing the dataset on process 0 before the others read it."""
-  data = config.data
-  return chief_first(lambda: load_source_split(
-      data.name, split, data_dir=data.data_dir, manual_dir=data.manual_dir,
-      image_folder=data.image_folder, block_size=config.get("block_size")),
-                     name=f"load_split:{split}")
-
-
-def checkpoint_meta(config: ml_collections.ConfigDict, spec: ImageSpec | TextSpec) -> dict:
+def checkpoint_meta(config: ml_collections.ConfigDict, spec: Spec) -> dict:
   """JSON saved beside each state: enough to rebuild the model without the config file.
 
-  The data position needs no entry: batch s is a function of (seed, s), see pipeline.py.
+  The data position needs no entry: batch s is a function of (seed, s), see data/images.py and data/text.py.
   """
   return {"config": json.loads(config.to_json_best_effort()), "data_spec": spec.to_json()}
 
@@ -103,8 +93,9 @@ def crossed(every: int, before: int, after: int) -> bool:
 def initial_state(config: ml_collections.ConfigDict, checkpointer: Checkpointer,
                   create_state: Callable, init_rng: jax.Array, abstract_state: Any
                   ) -> tuple[int, Any]:
-  """(step, state) of the newest readable checkpoint, else (0, fresh), placed on the
-  shardings of `abstract_state` (whatever the topology that wrote the checkpoint)."""
+  """(step, state) of the newest readable checkpoint, else (0, fresh) -- warm-started from
+  `config.init_from` when set --, placed on the shardings of `abstract_state` (whatever
+  the topology that wrote the checkpoint)."""
 
   def restore(step):
     check_same_model(config, checkpointer.restore_meta(step), checkpointer.path(step))
@@ -114,7 +105,12 @@ def initial_state(config: ml_collections.ConfigDict, checkpointer: Checkpointer,
   restored = checkpointer.restore_newest(restore)
   if restored is None:
     placement = jax.tree.map(lambda leaf: leaf.sharding, abstract_state)
-    return 0, jax.jit(create_state, out_shardings=placement)(init_rng)
+    state = jax.jit(create_state, out_shardings=placement)(init_rng)
+    if config.init_from:
+      state = warm_start(state, config.init_from)
+      logging.info("Warm start: parameters from %s; optimiser state and step fresh.",
+                   config.init_from)
+    return 0, state
   logging.info("Resumed from %s at step %d.", checkpointer.path(restored[0]), restored[0])
   return restored
 
@@ -122,12 +118,12 @@ def initial_state(config: ml_collections.ConfigDict, checkpointer: Checkpointer,
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Trains `config` in `workdir` up to `config.num_steps`; returns the last logged scalars."""
   family: Family = get_family(config.family)
-  mesh = sharding.make_mesh(fsdp=config.get("fsdp", 1))
+  mesh = sharding.make_mesh(fsdp=config.fsdp)
   sharding.check_batch_divisible(config.batch_size, mesh)
   repl = sharding.replicated(mesh)
   is_chief = jax.process_index() == 0
 
-  data = training_split(config, load_split(config, config.data.split),
+  data = training_split(config, config_split(config, config.data.split),
                         workdir if is_chief else None, log=logging.info)
   spec = data.spec
   init_rng, train_rng, grid_rng, eval_rng = (stream(jax.random.key(config.seed), name)
@@ -160,8 +156,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     batches = runner.device_batches(stack_batches(local_batches, iter(chunks)))
     evaluate = None
     if family.make_eval_step is not None and config.eval_every:
-      eval_data = load_split(config, config.data.eval_split)
-      evaluate = make_split_evaluator(family, config, spec, eval_data, mesh, eval_rng)
+      evaluate = make_split_evaluator(
+          family.make_eval_step(config, spec), config_split(config, config.data.eval_split),
+          batch_size=config.eval_batch_size, mesh=mesh, rng=eval_rng)
 
     writer = MetricWriter(workdir, enabled=is_chief)
     logger = StepLogger(writer, config.num_steps, checkpointer)
@@ -179,7 +176,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         if crossed(config.log_every, before, step) or last:
           logger.flush()
         if evaluate is not None and (crossed(config.eval_every, before, step) or last):
-          eval_scalars = evaluate(runner.to_canonical(state))
+          eval_scalars = {f"eval/{name}": value
+                          for name, value in evaluate(runner.to_canonical(state)).items()}
           writer.write_scalars(step, eval_scalars)
           logger.last_scalars.update(eval_scalars)
           logging.info("step %d eval on %s: %s", step, config.data.eval_split,

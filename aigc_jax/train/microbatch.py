@@ -24,7 +24,7 @@ LossFn = Callable[[Any, Any, jax.Array], tuple[jax.Array, Any]]
 
 
 def num_microbatches(config: ml_collections.ConfigDict, batch: int) -> int:
-  k = config.get("grad_accum_steps", 1)
+  k = config.grad_accum_steps
   if k < 1 or batch % k:
     raise ValueError(f"--config.grad_accum_steps={k} must divide the batch the step sees "
                      f"({batch}); pick a divisor of it.")

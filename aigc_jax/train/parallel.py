@@ -22,7 +22,7 @@ from jax.sharding import Mesh
 
 from aigc_jax.train import sharding
 from aigc_jax.train.batch_axis import AXIS, batch_axis
-from aigc_jax.train.replicated import fetch
+from aigc_jax.train.sharding import fetch
 
 MultiStep = Callable[[Any, dict, jax.Array], tuple[Any, dict]]
 

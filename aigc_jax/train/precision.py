@@ -21,7 +21,7 @@ COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 def compute_dtype(config: ml_collections.ConfigDict) -> jnp.dtype:
-  name = config.get("compute_dtype", "float32")
+  name = config.compute_dtype
   if name not in COMPUTE_DTYPES:
     raise ValueError(f"--config.compute_dtype={name!r} is not one of {sorted(COMPUTE_DTYPES)}.")
   return COMPUTE_DTYPES[name]

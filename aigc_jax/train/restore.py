@@ -11,33 +11,43 @@ import ml_collections
 import numpy as np
 
 from aigc_jax.data.image_grid import to_unit_range
-from aigc_jax.data.sources import ImageSpec, spec_from_json
+from aigc_jax.data.sources import spec_from_json
 from aigc_jax.data.text import TextSpec
-from aigc_jax.train import sharding
 from aigc_jax.models.decoding import continuations, generate
+from aigc_jax.train import sharding
 from aigc_jax.train.checkpoint import Checkpointer, abstract_like
-from aigc_jax.train.family import Family, balanced_labels, get_family, is_conditional
-from aigc_jax.train.lm import build_model
-from aigc_jax.train.replicated import fetch
+from aigc_jax.train.config import with_defaults
+from aigc_jax.train.family import Family, Spec, balanced_labels, get_family, is_conditional
 from aigc_jax.train.rng import stream
+from aigc_jax.train.sharding import fetch
 
 
 @dataclasses.dataclass
 class RestoredRun:
+  """A trained run as saved: its config, data spec, family and state (replicated)."""
+
   config: ml_collections.ConfigDict
-  spec: ImageSpec | TextSpec
+  spec: Spec
   family: Family
   state: Any
   step: int
+
+  @property
+  def model(self) -> Any:
+    """The float32 module(s) the state's parameters drive (`Family.build_model`)."""
+    if self.family.build_model is None:
+      raise ValueError(f"Family '{self.config.family}' defines no build_model; this "
+                       "evaluation needs its model.")
+    return self.family.build_model(self.config, self.spec)
 
 
 def restore_run(workdir: str, step: int | None = None) -> RestoredRun:
   """Loads the config saved with the checkpoint, then the state, replicated on all devices."""
   checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
 
-  def restore(step: int) -> tuple[ml_collections.ConfigDict, ImageSpec | TextSpec, Family, Any]:
+  def restore(step: int) -> tuple[ml_collections.ConfigDict, Spec, Family, Any]:
     meta = checkpointer.restore_meta(step)
-    config = ml_collections.ConfigDict(meta["config"])
+    config = with_defaults(meta["config"])
     spec = spec_from_json(meta["data_spec"])
     family = get_family(config.family)
     repl = sharding.replicated(sharding.make_mesh())
@@ -113,8 +123,47 @@ def generate_text(run: RestoredRun, prompts: list[str], num_chars: int, *, seed:
   padded = np.zeros((len(prompts), lengths.max()), np.int32)
   for row, tokens in zip(padded, encoded):
     row[:len(tokens)] = tokens
-  tokens = fetch(_generate(build_model(run.config, run.spec), run.state.params, padded,
+  tokens = fetch(_generate(run.model, run.state.params, padded,
                            lengths, jax.random.key(seed), num_new=num_chars,
                            temperature=temperature, top_k=top_k, top_p=top_p))
   texts = [run.spec.decode(row) for row in continuations(tokens, lengths, num_chars)]
   return [t.split(stop, 1)[0] if stop else t for t in texts]
+
+
+def _is_trained_variable(field: str) -> bool:
+  """State fields a warm start copies: parameters, EMA and BatchNorm statistics; not the
+  step or any optimiser state."""
+  return field != "step" and not field.endswith("opt_state")
+
+
+def warm_start(fresh_state: Any, run_dir: str) -> Any:
+  """`fresh_state` with the trained variables of `run_dir`'s newest checkpoint, placed on
+  the fresh state's shardings. Fails naming the first variable whose shape differs."""
+  source = restore_run(run_dir)
+  if type(source.state) is not type(fresh_state):
+    raise ValueError(f"--config.init_from={run_dir} is a {source.config.family} run "
+                     f"({type(source.state).__name__}); this run's state is "
+                     f"{type(fresh_state).__name__}. Warm-start from a run of the same family.")
+  copied = {}
+  for field in (f.name for f in dataclasses.fields(fresh_state)):
+    if not _is_trained_variable(field):
+      continue
+    want, have = getattr(fresh_state, field), getattr(source.state, field)
+    want_shapes = jax.tree_util.tree_flatten_with_path(want)[0]
+    have_shapes = dict(jax.tree_util.tree_flatten_with_path(have)[0])
+    for path, leaf in want_shapes:
+      other = have_shapes.get(path)
+      if other is None or other.shape != leaf.shape:
+        name = f"{field}{jax.tree_util.keystr(path)}"
+        found = "absent" if other is None else f"shape {other.shape}"
+        raise ValueError(
+            f"--config.init_from={run_dir} (step {source.step}) does not fit this model: "
+            f"{name} is {found} there and {leaf.shape} here. Warm-start from a run with "
+            "the same model config.")
+    extra = sorted(set(have_shapes) - {path for path, _ in want_shapes})
+    if extra:
+      raise ValueError(f"--config.init_from={run_dir} has {field}"
+                       f"{jax.tree_util.keystr(extra[0])}, which this model lacks. "
+                       "Warm-start from a run with the same model config.")
+    copied[field] = jax.device_put(have, jax.tree.map(lambda x: x.sharding, want))
+  return fresh_state.replace(**copied)

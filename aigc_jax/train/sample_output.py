@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from aigc_jax.data.image_grid import make_grid, save_png, to_unit_range
-from aigc_jax.data.sources import ImageSpec
+from aigc_jax.data.images import ImageSpec
 from aigc_jax.data.text import TextSpec
 from aigc_jax.train.family import is_conditional
 from aigc_jax.train.metric_writer import MetricWriter

@@ -68,6 +68,15 @@ def state_shardings(abstract_state: Any, mesh: Mesh) -> Any:
   return jax.tree.map(sharding_of, abstract_state)
 
 
+def fetch(tree: Any) -> Any:
+  """Host copy of replicated arrays.
+
+  Unlike `jax.device_get`, this also works in multi-process runs, where a replicated
+  global array is not fully addressable but every process holds a full copy.
+  """
+  return jax.tree.map(lambda a: np.asarray(a.addressable_data(0)), tree)
+
+
 def check_batch_divisible(global_batch: int, mesh: Mesh) -> None:
   if global_batch % mesh.size:
     raise ValueError(f"batch_size={global_batch} does not split over {mesh.size} devices; "

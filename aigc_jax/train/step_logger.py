@@ -10,7 +10,7 @@ from absl import logging
 
 from aigc_jax.train.checkpoint import Checkpointer
 from aigc_jax.train.metric_writer import MetricWriter
-from aigc_jax.train.replicated import fetch
+from aigc_jax.train.sharding import fetch
 
 
 class NonFiniteLossError(FloatingPointError):

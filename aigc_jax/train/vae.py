@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from aigc_jax.data.sources import ImageSpec
-from aigc_jax.losses.vae import binarize, gaussian_kl, get_likelihood
+from aigc_jax.data.images import ImageSpec
+from aigc_jax.losses.vae import binarize, get_likelihood, neg_elbo_terms
 from aigc_jax.models.vae import VAE, ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 from aigc_jax.train import microbatch
 from aigc_jax.train.batch_axis import batch_axis, batch_mean, per_example
@@ -40,13 +40,6 @@ def build_model(config: ml_collections.ConfigDict, spec: ImageSpec) -> VAE:
 
 def _labels(config, batch):
   return batch["label"] if config.model.conditional else None
-
-
-def neg_elbo_terms(model: VAE, params, images, labels, eps, likelihood_name: str):
-  """Per-example reconstruction term -log p(x|z) (one z sample) and KL, each (B,)."""
-  likelihood_params, mean, logvar = model.apply({"params": params}, images, labels, eps)
-  recon = -get_likelihood(likelihood_name).log_prob(likelihood_params, images)
-  return recon, gaussian_kl(mean, logvar)
 
 
 def _inputs(config, batch, noise_rng, axis=None):
@@ -132,4 +125,5 @@ def make_sampler(config: ml_collections.ConfigDict, spec: ImageSpec):
 
 
 FAMILY = Family(create_state=create_state, make_train_step=make_train_step,
-                make_sampler=make_sampler, make_eval_step=make_eval_step)
+                make_sampler=make_sampler, make_eval_step=make_eval_step,
+                build_model=build_model)

@@ -9,6 +9,7 @@ dropout 0.2), tiny (tests).
 
 from ml_collections import ConfigDict
 
+from aigc_jax.train.config import training_config
 from experiments.configs import common
 
 VARIANTS = ("cpu", "base", "tiny")
@@ -16,7 +17,7 @@ VARIANTS = ("cpu", "base", "tiny")
 
 def get_config(variant: str = "cpu") -> ConfigDict:
   common.check_variant("char_gpt.py", variant, VARIANTS)
-  config = common.base_config()
+  config = training_config()
   config.family = "lm"
   config.data.name = "tiny_shakespeare"
   config.data.eval_split = "validation"

@@ -3,14 +3,16 @@
   python -m experiments.clean_data --config=experiments/configs/clean.py:mnist --workdir=DIR \
       [--config.data.corrupt=symmetric_labels=0.2] [--vae_workdir=RUN]
   python -m experiments.train --config=... --config.data.exclude=DIR/exclude.npy
-The data keys are those of every training config, so a cleaning run and a training run
-given the same data.corrupt settings see the same dirty split (aigc_jax/quality).
+The data keys are those of every training config (aigc_jax.data.config), so a cleaning
+run and a training run given the same data.corrupt settings see the same dirty split.
+No training key is here: a cleaning run has no batch size, steps or checkpoints.
 Variants: mnist (default), fashion_mnist, shakespeare (text), tiny (tests: 2 folds,
 1 epoch).
 """
 
 from ml_collections import ConfigDict
 
+from aigc_jax.data.config import data_config
 from experiments.configs import common
 
 VARIANTS = ("mnist", "fashion_mnist", "shakespeare", "tiny")
@@ -18,7 +20,9 @@ VARIANTS = ("mnist", "fashion_mnist", "shakespeare", "tiny")
 
 def get_config(variant: str = "mnist") -> ConfigDict:
   common.check_variant("clean.py", variant, VARIANTS)
-  config = common.base_config()
+  config = ConfigDict()
+  config.seed = 0  # Cross-validation folds and classifier initialisation.
+  config.data = data_config()
   config.data.name = {"fashion_mnist": "fashion_mnist",
                       "shakespeare": "tiny_shakespeare"}.get(variant, "mnist")
   if variant == "shakespeare":

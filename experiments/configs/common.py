@@ -1,44 +1,12 @@
-"""Keys every training config shares: data, batch, loop cadence, checkpoints."""
+"""What the config files share beyond the library's defaults (aigc_jax.train.config):
+variant checking, the GAN options, and the tiny loop of tests and smoke runs."""
 
 from ml_collections import ConfigDict
-from ml_collections.config_dict import placeholder
 
 
 def check_variant(config_file: str, variant: str, variants: tuple[str, ...]) -> None:
   if variant not in variants:
     raise ValueError(f"Unknown variant '{variant}' of {config_file}; pick one of {variants}.")
-
-
-def base_config() -> ConfigDict:
-  config = ConfigDict()
-  config.seed = 0  # Sets initialisation, data order and every random stream.
-  config.data = ConfigDict()
-  config.data.name = "mnist"  # A TFDS name, or "image_folder".
-  config.data.split = "train"
-  config.data.eval_split = "test"  # Held-out split for families with an eval step.
-  config.data.data_dir = placeholder(str)  # TFDS data dir; None -> $TFDS_DATA_DIR or default.
-  config.data.manual_dir = placeholder(str)  # Raw files; None -> $AIGC_RAW_DATA_DIR/<name>.
-  config.data.image_folder = placeholder(str)  # ROOT/<split>/<class>/*.png for image_folder.
-  # Dirty data on purpose (aigc_jax/quality): "kind=rate,..." e.g. "symmetric_labels=0.2".
-  config.data.corrupt = ""
-  config.data.corrupt_seed = 0
-  config.data.ood_source = placeholder(str)  # TFDS name for out_of_distribution images.
-  config.data.exclude = placeholder(str)  # .npy of training ids to drop (experiments.clean_data).
-  config.batch_size = 128  # Global batch, split over processes and devices.
-  config.steps_per_call = 1  # Train steps scanned per jitted call (saves dispatch).
-  config.parallel = "jit"  # "jit": sharded jit over a device mesh; "pmap": jax.pmap + pmean.
-  config.grad_accum_steps = 1  # >1: each step's gradient in this many microbatches (memory).
-  config.compute_dtype = "float32"  # "bfloat16": bf16 compute, float32 weights (accelerators).
-  config.fsdp = 1  # >1: split the train state over this many devices (jit only); see sharding.py.
-  config.num_steps = 10_000
-  config.log_every = 100
-  config.sample_every = 1_000
-  config.num_grid_samples = 64  # Images in each samples/step_N.png grid.
-  config.checkpoint_every = 1_000
-  config.keep_checkpoints = 3
-  config.eval_every = 0  # Steps between held-out evaluations; 0 = never (GANs: see metrics).
-  config.eval_batch_size = 500
-  return config
 
 
 def gan_options(config: ConfigDict) -> ConfigDict:

@@ -9,6 +9,7 @@ Losses, regularisers and DiffAugment: see common.gan_options and docs/gan.md, e.
 
 from ml_collections import ConfigDict
 
+from aigc_jax.train.config import training_config
 from experiments.configs import common
 
 VARIANTS = ("mnist", "fashion_mnist", "cifar10", "tiny")
@@ -16,7 +17,7 @@ VARIANTS = ("mnist", "fashion_mnist", "cifar10", "tiny")
 
 def get_config(variant: str = "mnist", conditional: bool = False) -> ConfigDict:
   common.check_variant("dcgan.py", variant, VARIANTS)
-  config = common.gan_options(common.base_config())
+  config = common.gan_options(training_config())
   config.model = ConfigDict()
   config.model.arch = "dcgan"
   # 28x28 data: two 2x upsamplings from 7x7 (7 -> 14 -> 28), so two widths; D mirrors it.

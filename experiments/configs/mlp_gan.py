@@ -8,6 +8,7 @@ described in common.gan_options and docs/gan.md.
 
 from ml_collections import ConfigDict
 
+from aigc_jax.train.config import training_config
 from experiments.configs import common
 
 VARIANTS = ("mnist", "fashion_mnist", "tiny")
@@ -15,7 +16,7 @@ VARIANTS = ("mnist", "fashion_mnist", "tiny")
 
 def get_config(variant: str = "mnist") -> ConfigDict:
   common.check_variant("mlp_gan.py", variant, VARIANTS)
-  config = common.gan_options(common.base_config())
+  config = common.gan_options(training_config())
   config.model = ConfigDict()
   config.model.arch = "mlp"
   config.model.g_hidden = (128, 256, 512)

@@ -8,6 +8,7 @@ conv_cifar10 (32x32 RGB, discretised Gaussian likelihood), tiny (tests).
 
 from ml_collections import ConfigDict
 
+from aigc_jax.train.config import training_config
 from experiments.configs import common
 
 VARIANTS = ("mlp_mnist", "conv_mnist", "cvae_mnist", "conv_cifar10", "tiny")
@@ -15,7 +16,7 @@ VARIANTS = ("mlp_mnist", "conv_mnist", "cvae_mnist", "conv_cifar10", "tiny")
 
 def get_config(variant: str = "mlp_mnist") -> ConfigDict:
   common.check_variant("vae.py", variant, VARIANTS)
-  config = common.base_config()
+  config = training_config()
   config.family = "vae"
   config.model = ConfigDict()
   config.model.arch = "mlp"  # "mlp" or "conv".

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from aigc_jax.data.pipeline import eval_batches, image_batches, local_batch_size, stack_batches
-from aigc_jax.data.sources import ImageData
+from aigc_jax.data.batching import local_batch_size, stack_batches
+from aigc_jax.data.images import ImageData, eval_batches, image_batches
 
 
 def indexed_data(n: int = 48, shape=(4, 4, 1)) -> ImageData:

@@ -1,6 +1,6 @@
 """The training split a config asks for: as stored, dirtied on purpose, and/or cleaned.
 
-Config keys (experiments/configs/common.py):
+Config keys (data/config.py):
 - data.corrupt = "kind=rate,..." with data.corrupt_seed (and data.ood_source for
   out-of-distribution images): corrupt.py for images, corrupt_text.py for text;
 - data.exclude = a .npy of example ids (text: line ids) to drop, as experiments.clean_data
@@ -15,10 +15,11 @@ import os
 import ml_collections
 import numpy as np
 
-from aigc_jax.data.sources import ImageData, load_split
+from aigc_jax.data.corrupt import GroundTruth, corrupt
+from aigc_jax.data.corrupt_text import corrupt_text, drop_lines
+from aigc_jax.data.images import ImageData
+from aigc_jax.data.sources import load_split
 from aigc_jax.data.text import TextData
-from aigc_jax.quality.corrupt import GroundTruth, corrupt
-from aigc_jax.quality.corrupt_text import corrupt_text, drop_lines
 
 GROUND_TRUTH_FILE = "corruption.npz"
 

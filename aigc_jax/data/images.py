@@ -1,7 +1,9 @@
-"""tf.data input pipeline for in-memory image splits.
+"""Image splits: what a model must know of them (ImageSpec), the split in host memory
+(ImageData), and its training and evaluation batches.
 
-Batch `s` of a run is a pure function of (seed, s): example position p = s * B + j maps to
-epoch p // N and to a stateless permutation of that epoch (`index_shuffle`). So
+Training batch `s` of a run is a pure function of (seed, s): example position
+p = s * B + j maps to epoch p // N and to a stateless permutation of that epoch
+(`index_shuffle`). So
 
 * shuffling is an exact per-epoch permutation, the same for a given seed on any machine;
 * resuming at step s starts the pipeline at s -- no replay of earlier batches;
@@ -11,26 +13,53 @@ epoch p // N and to a stateless permutation of that epoch (`index_shuffle`). So
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
-if TYPE_CHECKING:
-  from aigc_jax.data.sources import ImageData
+from aigc_jax.data.batching import Batch, batches_by_step, local_batch_size
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageSpec:
+  """What an image model must know of its data; saved with every checkpoint."""
+
+  image_shape: tuple[int, int, int]
+  num_classes: int
+
+  def to_json(self) -> dict:
+    return {"kind": "image", "image_shape": list(self.image_shape),
+            "num_classes": self.num_classes}
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageData:
+  """A labelled image split held in host memory, as it is stored (uint8, NHWC)."""
+
+  images: np.ndarray  # (N, H, W, C) uint8
+  labels: np.ndarray  # (N,) int32
+  num_classes: int
+
+  @property
+  def spec(self) -> ImageSpec:
+    return ImageSpec(image_shape=tuple(self.images.shape[1:]), num_classes=self.num_classes)
+
+  def describe(self) -> str:
+    return f"{len(self.images):,} images of {self.spec.image_shape}"
+
+  def train_batches(self, **kwargs) -> Iterator[Batch]:
+    return image_batches(self, **kwargs)
+
+  def eval_batches(self, **kwargs) -> Iterator[Batch]:
+    return eval_batches(self, **kwargs)
 
 
 def scale_images(images_uint8: tf.Tensor) -> tf.Tensor:
   """uint8 [0, 255] -> float32 [-1, 1], the range tanh generators produce."""
   return tf.cast(images_uint8, tf.float32) / 127.5 - 1.0
-
-
-def local_batch_size(global_batch: int, process_count: int) -> int:
-  if global_batch % process_count:
-    raise ValueError(f"Global batch {global_batch} does not split evenly over "
-                     f"{process_count} processes; pick a multiple of {process_count}.")
-  return global_batch // process_count
 
 
 def example_indices(step: tf.Tensor, *, global_batch: int, num_examples: int, seed: int,
@@ -47,9 +76,9 @@ def example_indices(step: tf.Tensor, *, global_batch: int, num_examples: int, se
                                        max_index=tf.constant(num_examples - 1, tf.int64))
 
 
-def image_batches(data: "ImageData", *, global_batch: int, seed: int, start_step: int = 0,
+def image_batches(data: ImageData, *, global_batch: int, seed: int, start_step: int = 0,
                   process_index: int = 0, process_count: int = 1
-                  ) -> Iterator[dict[str, np.ndarray]]:
+                  ) -> Iterator[Batch]:
   """Endless iterator of this process's batches, starting at global batch `start_step`.
 
   Yields {'image': float32 (L, H, W, C) in [-1, 1], 'label': int32 (L,)} with
@@ -72,24 +101,8 @@ def image_batches(data: "ImageData", *, global_batch: int, seed: int, start_step
   return batches_by_step(batch_at, start_step)
 
 
-def batches_by_step(batch_at, start_step: int) -> Iterator[dict[str, np.ndarray]]:
-  """Iterates batch_at(step) for step = start_step, start_step + 1, ... on one background
-  thread, two batches ahead.
-
-  One thread builds a batch in well under a step's time; more threads only take cores
-  from the XLA step on small machines.
-  """
-  ds = tf.data.Dataset.range(start_step, np.iinfo(np.int64).max)
-  ds = ds.map(batch_at, num_parallel_calls=1, deterministic=True).prefetch(2)
-  options = tf.data.Options()
-  options.threading.private_threadpool_size = 1
-  options.threading.max_intra_op_parallelism = 1
-  options.autotune.enabled = False
-  return ds.with_options(options).as_numpy_iterator()
-
-
-def eval_batches(data: "ImageData", *, global_batch: int, process_index: int = 0,
-                 process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
+def eval_batches(data: ImageData, *, global_batch: int, process_index: int = 0,
+                 process_count: int = 1) -> Iterator[Batch]:
   """One pass over the whole split in order, for evaluation.
 
   The last batch is padded to full size (so the eval step compiles once) and every batch
@@ -106,13 +119,15 @@ def eval_batches(data: "ImageData", *, global_batch: int, process_index: int = 0
            "label": data.labels[idx], "mask": mask}
 
 
-def stack_batches(batches: Iterator[dict[str, np.ndarray]], sizes: Iterator[int]
-                  ) -> Iterator[dict[str, np.ndarray]]:
-  """Groups consecutive batches into chunks of the given sizes, stacked on a new axis 0.
-
-  A chunk of k batches feeds one jitted call that scans k train steps, so per-call host
-  work (dispatch, transfer) is paid once per k steps.
-  """
-  for size in sizes:
-    group = [next(batches) for _ in range(size)]
-    yield {key: np.stack([b[key] for b in group]) for key in group[0]}
+def load_images(builder: tfds.core.DatasetBuilder, name: str, split: str) -> ImageData:
+  """A prepared TFDS image dataset's split, whole, in host memory."""
+  if split not in builder.info.splits:
+    raise ValueError(f"Dataset '{name}' has no split '{split}'; it has "
+                     f"{sorted(builder.info.splits)}.")
+  arrays = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
+  label_feature = builder.info.features["label"] if "label" in builder.info.features else None
+  num_examples = len(arrays["image"])
+  labels = arrays["label"] if label_feature is not None else np.zeros(num_examples)
+  num_classes = label_feature.num_classes if label_feature is not None else 1
+  return ImageData(images=np.asarray(arrays["image"], np.uint8),
+                   labels=np.asarray(labels, np.int32), num_classes=num_classes)

@@ -25,7 +25,7 @@ import dataclasses
 
 import numpy as np
 
-from aigc_jax.data.sources import ImageData
+from aigc_jax.data.images import ImageData
 
 CLEAN = "clean"
 # Random streams are keyed by purpose as well as seed: a corruption and a detector given the

@@ -19,8 +19,8 @@ import dataclasses
 
 import numpy as np
 
-from aigc_jax.quality.corrupt import (CLEAN, CORRUPTION_STREAM, GroundTruth, draw_disjoint,
-                                      kind_per_item, parse_spec)
+from aigc_jax.data.corrupt import (CLEAN, CORRUPTION_STREAM, GroundTruth, draw_disjoint,
+                                   kind_per_item, parse_spec)
 
 BOILERPLATE = "Read more plays for free at our site; subscribe for updates!"
 CHAR_NOISE_SHARE = 0.15

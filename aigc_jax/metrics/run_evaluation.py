@@ -1,0 +1,154 @@
+"""`evaluate_run(run_dir, options)`: the report of a trained run, as experiments.evaluate
+writes it (RUN_DIR/eval/step_N.json).
+
+Image models (GANs and VAEs): samples scored against the real `data.test_split` in the
+dataset's feature-classifier space (image_report.py; docs/metrics.md). VAEs also: -ELBO,
+IWAE NLL, bits/dim, reconstruction PSNR/SSIM and PNG grids (vae_report.py). Language
+models: loss and bits per character over `data.eval_split` and `data.test_split`, and
+continuations of test-split prompts scored by text_metrics.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Callable
+
+import jax
+import numpy as np
+from absl import logging
+
+from aigc_jax.data.images import ImageData
+from aigc_jax.data.sources import config_split
+from aigc_jax.metrics import feature_classifier
+from aigc_jax.metrics.image_report import image_sample_report, real_floor
+from aigc_jax.metrics.text_metrics import text_report
+from aigc_jax.metrics.vae_report import evaluate_vae, save_vae_figures
+from aigc_jax.train import sharding
+from aigc_jax.train.evaluation import make_split_evaluator
+from aigc_jax.train.restore import (RestoredRun, generate_images, generate_text, requested_labels,
+                                    restore_run)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalOptions:
+  """What to evaluate and how much; the flags of experiments.evaluate."""
+
+  step: int | None = None  # Checkpoint step; None = the latest.
+  seed: int = 0  # Seed of every random draw of the evaluation.
+  batch_size: int = 100  # VAE: examples per jitted call.
+  iwae_k: int = 1000  # VAE: importance samples per example.
+  num_examples: int | None = None  # VAE: only the first N held-out examples.
+  num_samples: int = 10_000  # Image models: samples to score (0: skip).
+  classifier_dir: str | None = None  # None: RUN_DIR/../classifiers/DATASET.
+  text_samples: int = 20  # Language models: test prompts to continue (0: skip).
+  prompt_chars: int = 64  # Language models: characters of each prompt.
+  text_chars: int = 300  # Language models: characters per continuation.
+  temperature: float = 1.0  # Language models: sampling temperature.
+
+
+def default_classifier_dir(run_dir: str, dataset: str) -> str:
+  """Beside the run folder, shared by every run of the same parent folder."""
+  return os.path.join(os.path.dirname(os.path.abspath(run_dir)), "classifiers", dataset)
+
+
+def sample_metrics(run: RestoredRun, run_dir: str, options: EvalOptions) -> dict:
+  """Every sample-based metric (image_report.py), in the dataset's classifier space."""
+  if not options.num_samples:
+    return {}
+  dataset = run.config.data.name
+  train = config_split(run.config, run.config.data.split)
+  test = config_split(run.config, run.config.data.test_split)
+  directory = options.classifier_dir or default_classifier_dir(run_dir, dataset)
+  model, params, card = feature_classifier.load_or_train(directory, dataset, train, test,
+                                                         log=logging.info)
+  labels = requested_labels(run, options.num_samples)
+  samples = generate_images(run, options.num_samples, seed=options.seed, labels=labels)
+  embed = lambda images: feature_classifier.features_and_probs(model, params, images)
+  fake_feats, fake_probs = embed(samples)
+  real_feats, real_probs = embed(test.images)
+  train_feats, _ = embed(train.images)
+  report = image_sample_report(fake_feats, fake_probs, real_feats, real_probs, train_feats,
+                               requested_labels=labels)
+  size = min(len(fake_feats), len(train_feats))
+  others = np.random.default_rng(options.seed).choice(len(train_feats), size, replace=False)
+  return {"samples": report, "real_floor": real_floor(real_feats, train_feats[others]),
+          "feature_classifier": {**card, "directory": directory}}
+
+
+def _gan_report(run: RestoredRun, run_dir: str, options: EvalOptions) -> dict:
+  return {"family": "gan", "step": run.step, **sample_metrics(run, run_dir, options)}
+
+
+def _vae_report(run: RestoredRun, run_dir: str, options: EvalOptions) -> dict:
+  split = run.config.data.test_split
+  data = config_split(run.config, split)
+  if options.num_examples:
+    n = options.num_examples
+    data = ImageData(data.images[:n], data.labels[:n], data.num_classes)
+  report = evaluate_vae(run, data, iwae_k=options.iwae_k, batch_size=options.batch_size,
+                        seed=options.seed)
+  report["split"] = split
+  report["figures"] = save_vae_figures(run, data, os.path.join(run_dir, "eval"),
+                                       seed=options.seed)
+  return {**report, **sample_metrics(run, run_dir, options)}
+
+
+def text_sample_metrics(run: RestoredRun, options: EvalOptions) -> dict:
+  """Continuations of test-split prompts scored by text_metrics.text_report."""
+  if not options.text_samples:
+    return {}
+  config = run.config
+  train = run.spec.decode(config_split(config, config.data.split).tokens)
+  test = run.spec.decode(config_split(config, config.data.test_split).tokens)
+  span = options.prompt_chars + options.text_chars
+  if len(test) < span:
+    raise ValueError(f"The {config.data.test_split} split has {len(test)} characters, fewer "
+                     f"than one prompt and continuation ({span}); lower --prompt_chars or "
+                     "--text_chars.")
+  starts = np.linspace(0, len(test) - span, options.text_samples).astype(int)
+  prompts = [test[s:s + options.prompt_chars] for s in starts]
+  references = [test[s + options.prompt_chars:s + span] for s in starts]
+  samples = generate_text(run, prompts, options.text_chars, seed=options.seed,
+                          temperature=options.temperature)
+  report = text_report(samples, train, references)
+  report.update(prompt_chars=options.prompt_chars, new_chars=options.text_chars,
+                temperature=options.temperature)
+  return {"samples": report}
+
+
+def _lm_report(run: RestoredRun, run_dir: str, options: EvalOptions) -> dict:
+  del run_dir
+  config = run.config
+  report = {"family": "lm", "step": run.step, **text_sample_metrics(run, options)}
+  eval_step = run.family.make_eval_step(config, run.spec)
+  for split in dict.fromkeys((config.data.eval_split, config.data.test_split)):
+    evaluate = make_split_evaluator(eval_step, config_split(config, split),
+                                    batch_size=config.eval_batch_size,
+                                    mesh=sharding.make_mesh(),
+                                    rng=jax.random.key(options.seed))
+    report.update({f"{split}_{name}": value for name, value in evaluate(run.state).items()})
+  return report
+
+
+REPORTS: dict[str, Callable[[RestoredRun, str, EvalOptions], dict]] = {
+    "gan": _gan_report, "vae": _vae_report, "lm": _lm_report}
+
+
+def evaluate_run(run_dir: str, options: EvalOptions = EvalOptions()) -> tuple[dict, str]:
+  """Evaluates `run_dir`'s checkpoint; returns the report and the path of the JSON file
+  it was written to, RUN_DIR/eval/step_N.json."""
+  run = restore_run(run_dir, options.step)
+  if run.config.family not in REPORTS:
+    raise ValueError(f"No evaluation for family '{run.config.family}'; there is one for "
+                     f"{sorted(REPORTS)}.")
+  os.makedirs(os.path.join(run_dir, "eval"), exist_ok=True)
+  start = time.perf_counter()
+  report = REPORTS[run.config.family](run, run_dir, options)
+  report["eval_seconds"] = time.perf_counter() - start
+  path = os.path.join(run_dir, "eval", f"step_{run.step}.json")
+  with open(path, "w") as f:
+    json.dump(report, f, indent=2)
+  return report, path
