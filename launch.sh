@@ -95,7 +95,8 @@ run_local() {
     local done_pid=""
     code=0
     wait -n -p done_pid "${!running[@]}" || code=$?
-    [[ -z "$done_pid" ]] && continue  # A forwarded signal interrupted the wait: wait on.
+    # A forwarded signal interrupted the wait (bash may then leave done_pid unset): wait on.
+    [[ -z "${done_pid:-}" ]] && continue
     local index=${running[$done_pid]}
     unset "running[$done_pid]"
     if [[ $code -ne 0 ]]; then

@@ -44,8 +44,8 @@ _TEMPERATURE = flags.DEFINE_float("temperature", 1.0, "Text: softmax temperature
                                   lower_bound=0.0)
 _TOP_K = flags.DEFINE_integer("top_k", 0, "Text: keep the k likeliest tokens (0: all).",
                               lower_bound=0)
-_TOP_P = flags.DEFINE_float("top_p", 1.0, "Text: nucleus mass to keep (1: all).",
-                            lower_bound=0.0, upper_bound=1.0)
+_TOP_P = flags.DEFINE_float("top_p", 1.0, "Text: nucleus mass to keep, in (0, 1] (1: all).",
+                            upper_bound=1.0)
 _STOP = flags.DEFINE_string("stop", None, "Text: end each continuation before this string.")
 flags.mark_flags_as_required(["workdir"])
 
@@ -63,6 +63,9 @@ def sample_text(run) -> None:
 
 
 def sample_images(run) -> None:
+  if flags.FLAGS["prompt"].present:
+    raise app.UsageError("--prompt is for language-model runs; this run models images "
+                         "(use --label or --labels to choose classes).")
   if not _OUTPUT.value:
     raise app.UsageError("Image runs need --output=FILE.npy.")
   if _LABEL.value is not None and _LABELS.value:
@@ -86,6 +89,9 @@ def sample_images(run) -> None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if not 0.0 < _TOP_P.value <= 1.0:
+    raise app.UsageError(f"--top_p={_TOP_P.value} keeps no token; give a nucleus mass in "
+                         "(0, 1] (1 keeps all).")
   cli.setup_runtime()
   run = restore_run(_WORKDIR.value, _STEP.value)
   (sample_text if isinstance(run.spec, TextSpec) else sample_images)(run)

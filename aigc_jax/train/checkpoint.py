@@ -4,8 +4,10 @@ Saves are asynchronous -- the device-to-host copy happens in `save`, the file wr
 the background -- so training continues while a checkpoint is written. Orbax writes each
 step into a temporary folder and renames it when complete, so a run killed mid-save
 leaves the previous checkpoint as the latest one. A checkpoint damaged later (a truncated
-or overwritten file, a lost disk block) is found when it fails to read back; see
-`restore_newest`.
+or overwritten file, a lost disk block) is found when it fails to read back, or when what
+it reads back is not what was saved: every save records a checksum of each array, and a
+restore that does not reproduce them, or holds a non-finite value, counts as unreadable
+(`restore_newest` then falls back to the previous checkpoint).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from jax.experimental import multihost_utils
@@ -31,18 +35,73 @@ class NoReadableCheckpointError(RuntimeError):
   """Every checkpoint of a run failed to read back."""
 
 
+class DamagedCheckpointError(RuntimeError):
+  """A checkpoint read back, but not as it was saved (checksums, non-finite values, or
+  missing metadata)."""
+
+
+class NonFiniteStateError(FloatingPointError):
+  """The train state holds NaN or inf; it is never saved."""
+
+
+# Odd multiplier of the position weights in `array_checksums` (Knuth's multiplicative hash):
+# a value moved to another position changes the sum, not only a changed value.
+_POSITION_MULTIPLIER = 2654435761
+
+
+def _leaf_checksum(x: jax.Array) -> jax.Array:
+  """A uint32 sum of the array's bit patterns weighted by position, wrapping on overflow:
+  integer sums are exact in any order, so it does not depend on sharding or devices."""
+  x = jnp.ravel(x)
+  if x.dtype == jnp.bool_:
+    x = x.astype(jnp.uint8)
+  bits = jax.lax.bitcast_convert_type(
+      x, {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32, 8: jnp.uint32}[x.dtype.itemsize])
+  bits = jnp.ravel(bits).astype(jnp.uint32)
+  weights = jnp.arange(bits.size, dtype=jnp.uint32) * jnp.uint32(_POSITION_MULTIPLIER) + 1
+  return jnp.sum(bits * weights, dtype=jnp.uint32)
+
+
+@jax.jit
+def _checksums_and_finite(state: Any) -> tuple[Any, jax.Array]:
+  finite = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(state)
+            if jnp.issubdtype(x.dtype, jnp.floating)]
+  return (jax.tree.map(_leaf_checksum, state),
+          jnp.all(jnp.stack(finite)) if finite else jnp.bool_(True))
+
+
+def _host(x: jax.Array) -> np.ndarray:
+  return np.asarray(x.addressable_data(0))
+
+
+def array_checksums(state: Any) -> tuple[dict[str, int], bool]:
+  """({array path: checksum}, whether every float array is finite) of a state."""
+  checksums, finite = _checksums_and_finite(state)
+  paths = _paths(checksums)
+  return ({path: int(_host(c)) for path, c in zip(paths, jax.tree.leaves(checksums))},
+          bool(_host(finite)))
+
+
 class Checkpointer:
   """Keeps the latest `max_to_keep` checkpoints of one run under `directory`."""
 
-  def __init__(self, directory: str, *, max_to_keep: int = 3, async_save: bool = True):
+  def __init__(self, directory: str, *, max_to_keep: int = 3, async_save: bool = True,
+               create: bool = True):
     self.directory = os.path.abspath(directory)
+    if not create and not os.path.isdir(self.directory):
+      raise FileNotFoundError(f"No checkpoints at {self.directory}: the run folder does not "
+                              "exist or was never trained. Train it first with "
+                              "python -m experiments.train.")
     self._manager = ocp.CheckpointManager(
         self.directory,
         item_handlers={"state": ocp.StandardCheckpointHandler(),
                        "meta": ocp.JsonCheckpointHandler()},
         options=ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep, create=True,
+            max_to_keep=max_to_keep, create=create,
             enable_async_checkpointing=async_save))
+    # The newest step this process has seen intact: restored and verified, or saved
+    # after a finiteness check. Error messages name only this one as good.
+    self.verified_step: int | None = None
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -51,8 +110,23 @@ class Checkpointer:
     return None if step is None else os.path.join(self.directory, str(step))
 
   def save(self, step: int, state: Any, meta: dict) -> None:
+    """Saves `state` with `meta` and the state's checksums; a non-finite state is refused."""
+    checksums, finite = array_checksums(state)
+    if not finite:
+      raise NonFiniteStateError(
+          f"The state at step {step} holds NaN or inf; it was not saved. "
+          + self.last_good_description())
     self._manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
+        state=ocp.args.StandardSave(state),
+        meta=ocp.args.JsonSave({**meta, "checksums": checksums})), force=True)
+    self.verified_step = step
+
+  def last_good_description(self) -> str:
+    """Where a run can resume from, naming only a checkpoint known to be intact."""
+    if self.verified_step is None:
+      return "No checkpoint of this run has been verified yet."
+    return (f"The last good checkpoint is {self.path(self.verified_step)} (step "
+            f"{self.verified_step}); rerunning the command resumes from it.")
 
   def restore_meta(self, step: int) -> dict:
     return self._manager.restore(
@@ -64,7 +138,11 @@ class Checkpointer:
     A config change that alters the state -- another optimiser, model size or
     `grad_accum_steps` -- is a config problem to name, not damage to skip.
     """
-    saved = _shapes_by_path(self._manager.item_metadata(step)["state"])
+    metadata = self._manager.item_metadata(step)["state"]
+    if not metadata:
+      raise DamagedCheckpointError(f"{self.path(step)} has no readable array metadata "
+                                   "(state/_METADATA missing or empty).")
+    saved = _shapes_by_path(metadata)
     wanted = _shapes_by_path(abstract_state)
     if saved == wanted:
       return
@@ -78,9 +156,22 @@ class Checkpointer:
         "). Use a fresh --workdir, or the config that wrote this one.")
 
   def restore_state(self, step: int, abstract_state: Any) -> Any:
-    """Restores onto the shardings in `abstract_state` (any device count)."""
-    return self._manager.restore(
+    """Restores onto the shardings in `abstract_state` (any device count), verified
+    against the checksums saved with it (checkpoints older than checksums: finiteness
+    only)."""
+    state = self._manager.restore(
         step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))["state"]
+    checksums, finite = array_checksums(state)
+    if not finite:
+      raise DamagedCheckpointError(f"{self.path(step)} holds NaN or inf values.")
+    saved = self.restore_meta(step).get("checksums")
+    if saved is not None and saved != checksums:
+      differing = sorted(p for p in saved if saved[p] != checksums.get(p))
+      raise DamagedCheckpointError(
+          f"{self.path(step)} reads back different arrays from those saved: checksums "
+          f"differ for {', '.join(differing[:3])}{', ...' if len(differing) > 3 else ''}.")
+    self.verified_step = step
+    return state
 
   def restore_newest(self, restore: Callable[[int], T], *, set_aside: bool = True
                      ) -> tuple[int, T] | None:
@@ -135,16 +226,21 @@ class Checkpointer:
     self._manager.close()
 
 
-def _shapes_by_path(tree: Any) -> dict[str, tuple[int, ...]]:
-  """{"g_params/Dense_0/kernel": shape, ...}, the same for a state and its saved metadata."""
+def _paths(tree: Any) -> list[str]:
+  """"g_params/Dense_0/kernel", ... for each leaf, the same for a state and its saved
+  metadata."""
   def name(key) -> str:
     for attribute in ("key", "name", "idx"):
       if hasattr(key, attribute):
         return str(getattr(key, attribute))
     return str(key)
 
-  return {"/".join(name(k) for k in path): tuple(leaf.shape)
-          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+  return ["/".join(name(k) for k in path)
+          for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+
+def _shapes_by_path(tree: Any) -> dict[str, tuple[int, ...]]:
+  return dict(zip(_paths(tree), (tuple(leaf.shape) for leaf in jax.tree.leaves(tree))))
 
 
 def with_shardings(shapes: Any, sharding: Any) -> Any:

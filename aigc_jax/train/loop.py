@@ -41,25 +41,53 @@ def checkpoint_meta(config: ml_collections.ConfigDict, spec: Spec) -> dict:
   return {"config": json.loads(config.to_json_best_effort()), "data_spec": spec.to_json()}
 
 
+# Settings that make a run what it is: resuming under another value would silently
+# continue a different experiment. The data keys decide what the model learns from.
+RUN_IDENTITY = ("family", "model", "data.name", "data.split", "data.image_folder",
+                "data.corrupt", "data.corrupt_seed", "data.ood_source", "data.exclude")
+
+
+def _lookup(config: dict, dotted: str):
+  for part in dotted.split("."):
+    config = config.get(part) if isinstance(config, dict) else None
+  return config
+
+
 def check_same_model(config: ml_collections.ConfigDict, meta: dict, path: str) -> None:
+  """Refuses to resume a checkpoint written for another model or other training data."""
   saved, wanted = meta["config"], json.loads(config.to_json_best_effort())
-  for key in ("family", "model"):
-    if saved.get(key) != wanted[key]:
+  for key in RUN_IDENTITY:
+    if _lookup(saved, key) != _lookup(wanted, key):
       raise WorkdirMismatchError(
-          f"The checkpoint {path} was written with {key}={saved.get(key)!r}, but the "
-          f"config asks for {key}={wanted[key]!r}. Use a fresh --workdir, or the config "
-          "that wrote this one.")
+          f"The checkpoint {path} was written with {key}={_lookup(saved, key)!r}, but the "
+          f"config asks for {key}={_lookup(wanted, key)!r}. Use the config that wrote "
+          "it, or a fresh --workdir (with --config.init_from=<this run> to start from "
+          "its parameters).")
 
 
 def _truncate_metrics(workdir: str, last_step: int) -> None:
-  """Drops log lines past the checkpoint a run resumes from; they will be redone."""
+  """Drops log lines past the checkpoint a run resumes from (they will be redone), and a
+  torn last line (a crash or a full disk mid-write), with a warning."""
   path = os.path.join(workdir, "metrics.jsonl")
   if not os.path.exists(path):
     return
+  kept = []
   with open(path) as f:
-    lines = [line for line in f if line.strip() and json.loads(line)["step"] <= last_step]
+    lines = [line for line in f if line.strip()]
+  for number, line in enumerate(lines, 1):
+    try:
+      step = json.loads(line)["step"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+      if number < len(lines):
+        raise ValueError(f"{path} line {number} is not a metrics record ({line[:80]!r}); "
+                         "repair or delete that line, then rerun.") from None
+      logging.warning("Dropped the torn last line of %s (%r): a crash or full disk cut "
+                      "it short.", path, line[:80])
+      continue
+    if step <= last_step:
+      kept.append(line if line.endswith("\n") else line + "\n")
   with open(path, "w") as f:
-    f.writelines(lines)
+    f.writelines(kept)
 
 
 def chunk_sizes(start_step: int, num_steps: int, steps_per_call: int) -> list[int]:

@@ -45,6 +45,14 @@ class MetricWriter:
 
 
 def read_metrics(workdir: str) -> list[dict]:
-  """Every line of `workdir/metrics.jsonl`, in order."""
+  """Every record of `workdir/metrics.jsonl`, in order; a torn last line is left out."""
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    return [json.loads(line) for line in f if line.strip()]
+    lines = [line for line in f if line.strip()]
+  records = []
+  for number, line in enumerate(lines, 1):
+    try:
+      records.append(json.loads(line))
+    except json.JSONDecodeError:
+      if number < len(lines):
+        raise
+  return records

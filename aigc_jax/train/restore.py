@@ -43,7 +43,7 @@ class RestoredRun:
 
 def restore_run(workdir: str, step: int | None = None) -> RestoredRun:
   """Loads the config saved with the checkpoint, then the state, replicated on all devices."""
-  checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
+  checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), create=False)
 
   def restore(step: int) -> tuple[ml_collections.ConfigDict, Spec, Family, Any]:
     meta = checkpointer.restore_meta(step)

@@ -76,10 +76,7 @@ class StepLogger:
       return
     row = int(np.argmax(bad_rows))
     bad = {k: float(v[row]) for k, v in per_step.items() if not np.isfinite(v[row])}
-    last_good = self._checkpointer.latest_step()
-    where = (f"the last good checkpoint is {self._checkpointer.path(last_good)} "
-             f"(step {last_good}); rerunning the command resumes from it"
-             if last_good is not None else "no checkpoint had been saved yet")
     raise NonFiniteLossError(
-        f"Non-finite metrics {bad} at step {steps[row]}; {where}. Lower the learning "
-        "rate, or check the data for NaNs/extreme values, before resuming.")
+        f"Non-finite metrics {bad} at step {steps[row]}. "
+        f"{self._checkpointer.last_good_description()} Lower the learning rate, or check "
+        "the data for NaNs/extreme values, before resuming.")
