@@ -4,8 +4,9 @@
       [--config.data.corrupt=symmetric_labels=0.2,near_duplicate=0.05] [--vae_workdir=RUN]
 Writes DIR/report.json (counts per detector; precision and recall against the injected
 ground truth when data.corrupt is set), DIR/exclude.npy (ids for a training config's
---config.data.exclude), DIR/corruption.npz (the ground truth), DIR/out_of_sample_probs.npy
-(the cross-validated class probabilities, the costly part) and DIR/flagged.png (images:
+--config.data.exclude), DIR/corruption.npz (the ground truth), the per-example scores
+behind the detectors (DIR/out_of_sample_probs.npy, the cross-validated class probabilities
+and the costly part; neighbour_distance.npy; neg_elbo.npy) and DIR/flagged.png (images:
 one row of the most suspicious examples per detector) or DIR/flagged_lines.txt (text).
 --vae_workdir adds a VAE's per-example -ELBO to the outlier scores; the VAE should be
 trained on the same (dirty) split.
@@ -66,14 +67,14 @@ def main(argv):
   neg_elbo = None
   if _VAE_WORKDIR.value:
     neg_elbo = per_example_neg_elbo(restore_run(_VAE_WORKDIR.value), data)
-  report, exclude, flagged, probs = clean(config, data, truth, neg_elbo, log=logging.info)
+  report, exclude, flagged, scores = clean(config, data, truth, neg_elbo, log=logging.info)
   report = {"dataset": config.data.name, "split": config.data.split,
             "corrupt": config.data.corrupt, "corrupt_seed": config.data.corrupt_seed,
-            "num_items": num_items(data),
+            "ood_source": config.data.ood_source, "num_items": num_items(data),
             "injected": truth.summary() if truth is not None else {}, **report}
   np.save(os.path.join(workdir, "exclude.npy"), exclude)
-  if probs is not None:
-    np.save(os.path.join(workdir, "out_of_sample_probs.npy"), probs)
+  for name, score in scores.items():
+    np.save(os.path.join(workdir, f"{name}.npy"), score)
   with open(os.path.join(workdir, "report.json"), "w") as f:
     json.dump(report, f, indent=2)
   if isinstance(data, TextData):

@@ -4,7 +4,9 @@ import json
 import subprocess
 import sys
 
+import cleanlab.filter
 import numpy as np
+import pytest
 
 from aigc_jax.data import corrupt
 from aigc_jax.data.images import ImageData
@@ -37,17 +39,42 @@ def test_near_duplicates_found_and_distinct_images_left_alone():
   assert found == planted
 
 
-def test_confident_learning_flags_flipped_labels_from_given_probabilities():
-  # Class 0 examples are confidently 0, class 1 confidently 1; examples 1 and 4 carry the
-  # wrong label; example 5 is unsure (no class reaches its threshold).
-  probs = np.array([[.9, .1], [.95, .05], [.8, .2], [.1, .9], [.2, .8], [.5, .5], [.05, .95]])
-  labels = np.array([0, 1, 0, 1, 0, 1, 1])
-  thresholds = label_issues.per_class_thresholds(labels, probs)
-  np.testing.assert_allclose(thresholds, [(.9 + .8 + .2) / 3, (.05 + .9 + .5 + .95) / 4])
-  np.testing.assert_array_equal(label_issues.confident_classes(labels, probs),
-                                [0, 0, 0, 1, 1, -1, 1])
-  np.testing.assert_array_equal(label_issues.confident_joint(labels, probs), [[2, 1], [1, 2]])
-  np.testing.assert_array_equal(label_issues.find_label_issues(labels, probs), [1, 4])
+def _noisy_probabilities(n=300, classes=4, flip=0.2, seed=0):
+  """Given labels with `flip` of them wrong, and probabilities that mostly know better."""
+  rng = np.random.default_rng(seed)
+  true = rng.integers(0, classes, n)
+  given = np.where(rng.uniform(size=n) < flip, (true + rng.integers(1, classes, n)) % classes,
+                   true)
+  logits = rng.normal(0, 1, (n, classes)) + 3.0 * np.eye(classes)[true]
+  probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+  return given, probs, np.flatnonzero(given != true)
+
+
+@pytest.mark.parametrize("method", label_issues.FILTERS)
+@pytest.mark.parametrize("ranking", label_issues.RANKINGS)
+def test_label_issues_are_cleanlabs_id_for_id(method, ranking):
+  labels, probs, _ = _noisy_probabilities()
+  want = cleanlab.filter.find_label_issues(labels, probs, filter_by=method,
+                                           return_indices_ranked_by=ranking, n_jobs=1)
+  np.testing.assert_array_equal(label_issues.find_label_issues(labels, probs, method, ranking),
+                                want)
+
+
+def test_the_default_filter_finds_the_flipped_labels_worst_first():
+  labels, probs, flipped = _noisy_probabilities()
+  issues = label_issues.find_label_issues(labels, probs)
+  hits = len(np.intersect1d(issues, flipped))
+  assert hits / len(issues) >= 0.85 and hits / len(flipped) >= 0.85
+  self_confidence = probs[issues, labels[issues]]
+  assert np.all(np.diff(self_confidence) >= 0)  # Least confident in the given label first.
+
+
+def test_unknown_filter_or_ranking_names_the_choices():
+  labels, probs, _ = _noisy_probabilities(n=40)
+  with pytest.raises(ValueError, match="prune_by_noise_rate"):
+    label_issues.find_label_issues(labels, probs, "prune_by_magic")
+  with pytest.raises(ValueError, match="normalized_margin"):
+    label_issues.find_label_issues(labels, probs, ranking="vibes")
 
 
 def _quadrant_data(n=600, seed=0):
@@ -129,6 +156,9 @@ def test_clean_data_cli_writes_report_grid_and_exclude_file(image_folder, tmp_pa
   assert report["injected"] == {"clean": 16, "symmetric_labels": 8, "exact_duplicate": 8}
   assert set(report["detectors"]) == {"exact_duplicates", "near_duplicates", "label_issues",
                                       "outliers"}
+  assert report["detectors"]["label_issues"]["method"] == {
+      "library": "cleanlab", "version": cleanlab.__version__,
+      "filter_by": "prune_by_noise_rate", "ranked_by": "self_confidence"}
   assert report["detectors"]["exact_duplicates"]["vs_ground_truth"]["recall"] == 1.0
   exclude = np.load(tmp_path / "exclude.npy")
   assert exclude.dtype.kind == "i" and len(exclude) == report["exclude_count"] >= 8

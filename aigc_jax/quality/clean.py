@@ -80,8 +80,8 @@ def _duplicate_result(groups: list[np.ndarray]):
 
 
 def _image_detectors(config, data: ImageData, names, neg_elbo, log):
-  """{name: (flagged ids, ids to exclude, info)} for image detectors, and the
-  out-of-sample probabilities (None if no detector needed them)."""
+  """{name: (flagged ids, ids to exclude, info)} for image detectors, and the per-example
+  scores they were computed from (see `clean`)."""
   results = {}
   if "exact_duplicates" in names:
     results["exact_duplicates"] = _duplicate_result(
@@ -96,15 +96,19 @@ def _image_detectors(config, data: ImageData, names, neg_elbo, log):
     probs, neighbour_distance = label_issues.out_of_sample_scores(
         data, config.cv_folds, settings, config.neighbours, log=log)
   if "label_issues" in names:
-    issues = label_issues.find_label_issues(data.labels, probs)
+    issues = label_issues.find_label_issues(data.labels, probs, config.label_filter,
+                                            config.label_ranking)
     results["label_issues"] = (issues, issues, {
+        "method": label_issues.library_card(config.label_filter, config.label_ranking),
         "out_of_sample_accuracy_on_given_labels": float(np.mean(probs.argmax(1) == data.labels))})
   if "outliers" in names:
     flagged, counts = outliers.find_outliers(probs, neg_elbo, neighbour_distance,
                                              confidence_ratio=config.confidence_ratio,
                                              z_threshold=config.outlier_z)
     results["outliers"] = (flagged, flagged, counts)
-  return results, probs
+  scores = {"out_of_sample_probs": probs, "neighbour_distance": neighbour_distance,
+            "neg_elbo": neg_elbo}
+  return results, {name: score for name, score in scores.items() if score is not None}
 
 
 def _text_detectors(config, data: TextData, names):
@@ -126,18 +130,19 @@ def _text_detectors(config, data: TextData, names):
 def clean(config: ml_collections.ConfigDict, data: ImageData | TextData,
           truth: GroundTruth | None = None,
           neg_elbo: np.ndarray | None = None, log=print
-          ) -> tuple[dict, np.ndarray, dict[str, np.ndarray], np.ndarray | None]:
-  """Runs the detectors; returns (report, ids to exclude, flagged ids per detector,
-  out-of-sample class probabilities or None). `neg_elbo`: a VAE's per-example -ELBO,
-  an extra outlier score."""
+          ) -> tuple[dict, np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+  """Runs the detectors; returns (report, ids to exclude, flagged ids per detector, the
+  per-example scores behind them: out-of-sample class probabilities, neighbour distances
+  in the fold classifiers' features, the VAE's -ELBO, as far as computed). `neg_elbo`: a
+  VAE's per-example -ELBO, an extra outlier score."""
   is_text = isinstance(data, TextData)
   names = detector_names(config, is_text)
   start = time.perf_counter()
-  probs = None
+  scores = {}
   if is_text:
     results = _text_detectors(config, data, names)
   else:
-    results, probs = _image_detectors(config, data, names, neg_elbo, log)
+    results, scores = _image_detectors(config, data, names, neg_elbo, log)
   exclude = (np.unique(np.concatenate([drop for _, drop, _ in results.values()]))
              if results else np.zeros(0, np.int64))
   report = {"detectors": {}, "seconds": time.perf_counter() - start,
@@ -149,4 +154,4 @@ def clean(config: ml_collections.ConfigDict, data: ImageData | TextData,
     report["detectors"][name] = entry
   if truth is not None:
     report["excluded_share_by_kind"] = excluded_share_by_kind(truth, exclude)
-  return report, exclude, {name: flagged for name, (flagged, _, _) in results.items()}, probs
+  return report, exclude, {name: flagged for name, (flagged, _, _) in results.items()}, scores

@@ -37,6 +37,9 @@ def get_config(variant: str = "mnist") -> ConfigDict:
   config.near_duplicate_threshold = 0.2  # x median nearest-neighbour distance.
   config.cv_folds = 4  # Cross-validation folds for out-of-sample probabilities.
   config.cv_epochs = 2
+  # cleanlab.filter's filter_by and cleanlab.rank's score (aigc_jax/quality/label_issues.py).
+  config.label_filter = "prune_by_noise_rate"
+  config.label_ranking = "self_confidence"
   config.confidence_ratio = 1 / 3  # Outlier: max p(y|x) below this x the median max p.
   config.neighbours = 20  # Outlier: k of the k-th nearest training example in features.
   config.outlier_z = 3.5  # Outlier: neighbour distance or VAE -ELBO robust z above this.
