@@ -37,17 +37,25 @@ case "${1:-}" in
          [[ "$num_processes" =~ ^[1-9][0-9]*$ ]] || fail "local N: N must be a positive integer" ;;
   slurm|tpu-vm) mode="$1"; shift ;;
 esac
+positive_option() {  # positive_option VAR OPTION [VALUE]: VAR=VALUE, a positive integer.
+  [[ $# -ge 3 && "$3" =~ ^[1-9][0-9]*$ ]] || fail "$2 needs a positive integer (got '${3:-}')"
+  printf -v "$1" '%s' "$3"
+}
+text_option() {  # text_option VAR OPTION [VALUE]: VAR=VALUE, a value that is not an option.
+  [[ $# -ge 3 && -n "$3" && "$3" != -* ]] || fail "$2 needs a value (see --help)"
+  printf -v "$1" '%s' "$3"
+}
 module=train
 while [[ $# -gt 0 ]]; do
   case "$1" in
     -h|--help) usage; exit 0 ;;
     --) shift; break ;;
-    --devices_per_process) devices_per_process="$2"; shift 2 ;;
-    --gpus_per_process) gpus_per_process="$2"; shift 2 ;;
-    --nodes) nodes="$2"; shift 2 ;;
-    --gpus_per_node) gpus_per_node="$2"; shift 2 ;;
-    --name) tpu_name="$2"; shift 2 ;;
-    --zone) tpu_zone="$2"; shift 2 ;;
+    --devices_per_process) positive_option devices_per_process "$@"; shift 2 ;;
+    --gpus_per_process) positive_option gpus_per_process "$@"; shift 2 ;;
+    --nodes) positive_option nodes "$@"; shift 2 ;;
+    --gpus_per_node) positive_option gpus_per_node "$@"; shift 2 ;;
+    --name) text_option tpu_name "$@"; shift 2 ;;
+    --zone) text_option tpu_zone "$@"; shift 2 ;;
     --run) run=1; shift ;;
     -*) fail "unknown option $1 for mode '$mode' (see --help)" ;;
     *) module="$1"; shift ;;

@@ -7,10 +7,14 @@ import importlib.util
 import logging as std_logging
 import os
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import tensorflow as tf
 from absl import app, logging
+
+from aigc_jax.errors import UserError
 
 
 def config_keys(config, prefix: str = "") -> list[str]:
@@ -62,6 +66,28 @@ def check_config_overrides(argv: list[str]) -> None:
             f"Unknown config key '{key}' in {arg!r}."
             + (f" Did you mean {', '.join(close)}?" if close else "")
             + f" Keys of {spec}: {', '.join(sorted(keys))}.")
+
+
+TRACEBACK_ENV = "AIGC_TRACEBACK"
+
+
+def run(main: Callable[[list[str]], Any]) -> None:
+  """`absl.app.run(main)` for the entry points: config keys checked while flags are
+  parsed, and a user error (aigc_jax.errors.UserError: a bad value, flag or file) printed
+  as one message with exit status 2. Any other exception is a bug and keeps its
+  traceback; so does a user error when $AIGC_TRACEBACK is set."""
+
+  def guarded(argv: list[str]) -> Any:
+    try:
+      return main(argv)
+    except UserError as error:
+      if os.environ.get(TRACEBACK_ENV):
+        raise
+      sys.stderr.write(f"ERROR ({type(error).__name__}): {error}\n"
+                       f"(Set {TRACEBACK_ENV}=1 to see the traceback.)\n")
+      sys.exit(2)
+
+  app.run(guarded, flags_parser=parse_flags)
 
 
 def parse_flags(argv: list[str]) -> list[str]:

@@ -10,6 +10,7 @@ import os
 from absl import app, flags, logging
 
 from aigc_jax.metrics.compare_runs import load_reports, markdown_table, save_plots
+from experiments import cli
 
 _OUTPUT = flags.DEFINE_string("output", None, "Markdown file to write.")
 flags.mark_flags_as_required(["output"])
@@ -30,4 +31,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

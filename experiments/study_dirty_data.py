@@ -155,4 +155,4 @@ def generate_filter_retrain(cgan_dir: str, budget: dict) -> dict:
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.run(main)

@@ -7,14 +7,20 @@ aside), the previous checkpoint resumed, and the run must end exactly as an unda
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 
+import jax
+import numpy as np
 import pytest
 
 from aigc_jax.train.checkpoint import WorkdirMismatchError
 from aigc_jax.train.loop import train_and_evaluate
 from aigc_jax.train.metric_writer import read_metrics
 from aigc_jax.train.restore import restore_run
-from tests.conftest import write_image_folder
+from tests.conftest import REPO_ROOT, write_image_folder
 
 
 def array_files(checkpoint: str) -> list[str]:
@@ -139,3 +145,118 @@ def test_restoring_a_folder_that_was_never_trained_leaves_nothing_behind(tmp_pat
   with pytest.raises(FileNotFoundError, match="Train it first"):
     restore_run(str(missing))
   assert not missing.exists()
+
+
+TINY = "--config=experiments/configs/mlp_gan.py:tiny"
+
+
+def folder(image_folder):
+  return ["--config.data.name=image_folder", f"--config.data.image_folder={image_folder}"]
+
+
+# (entry point and arguments, words the message must contain); {folder} and {tmp} are
+# filled in per test. Each must exit non-zero with that message and no traceback.
+BAD_INPUTS = [
+    (["experiments.train", TINY, "--workdir={tmp}/w", "--config.num_steps=-5"],
+     "num_steps=-5"),
+    (["experiments.train", TINY, "--workdir={tmp}/w", "--config.batch_size=0"],
+     "batch_size=0"),
+    (["experiments.train", TINY, "--workdir={tmp}/w", "--config.steps_per_call=0"],
+     "steps_per_call=0"),
+    (["experiments.train", TINY, "--workdir={tmp}/w", "--config.data.name=image_folder",
+      "--config.data.image_folder={tmp}/nowhere"], "is not a folder"),
+    (["experiments.train", TINY, "--workdir={tmp}/w", "{folder}", "--config.loss=nope"],
+     "Unknown GAN loss 'nope'"),
+    (["experiments.train", TINY, "--workdir={tmp}/w", "{folder}",
+      "--config.data.exclude={tmp}/missing.npy"], "data.exclude="),
+    (["experiments.sample", "--workdir={tmp}/never_trained", "--output={tmp}/s.npy"],
+     "No checkpoints at"),
+    (["experiments.sample", "--workdir={tmp}/w", "--top_p=0"], "--top_p=0"),
+    (["experiments.evaluate", "--workdir={tmp}/never_trained"], "No checkpoints at"),
+    (["experiments.clean_data", "--config=experiments/configs/clean.py:tiny",
+      "--workdir={tmp}/c", "{folder}", "--config.detectors=magic"], "Unknown detector"),
+    (["experiments.compare", "{tmp}/never_evaluated", "--output={tmp}/c.md"],
+     "No evaluation reports"),
+]
+
+
+def filled(args, tmp_path, image_folder):
+  out = []
+  for arg in args:
+    if arg == "{folder}":
+      out += folder(image_folder)
+    else:
+      out.append(arg.format(tmp=tmp_path))
+  return out
+
+
+@pytest.mark.parametrize("args,message", BAD_INPUTS, ids=[m for _, m in BAD_INPUTS])
+def test_bad_input_gets_one_clear_message_and_no_traceback(args, message, tmp_path,
+                                                            image_folder):
+  if args[0] == "experiments.compare":
+    os.makedirs(tmp_path / "never_evaluated")
+  result = subprocess.run([sys.executable, "-m", *filled(args, tmp_path, image_folder)],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+  assert result.returncode != 0
+  assert message in result.stderr, result.stderr[-2000:]
+  assert "Traceback" not in result.stderr, result.stderr[-2000:]
+  assert not (tmp_path / "never_trained").exists()
+
+
+def test_a_user_error_shows_its_traceback_when_asked(tmp_path):
+  result = subprocess.run(
+      [sys.executable, "-m", "experiments.train", TINY, f"--workdir={tmp_path}",
+       "--config.num_steps=-5"], cwd=REPO_ROOT, capture_output=True, text=True,
+      env={**os.environ, "AIGC_TRACEBACK": "1"})
+  assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["local", "2", "--devices_per_process"], "--devices_per_process needs a positive"),
+    (["slurm", "--nodes", "abc", "--gpus_per_node", "-3"], "--nodes needs a positive"),
+    (["slurm", "--gpus_per_node", "-3"], "--gpus_per_node needs a positive"),
+    (["tpu-vm", "--name", "--zone", "z"], "--name needs a value"),
+])
+def test_launcher_refuses_bad_options_by_name(args, message):
+  result = subprocess.run([os.path.join(REPO_ROOT, "launch.sh"), *args, "--",
+                           "--workdir=runs/x"], capture_output=True, text=True)
+  assert result.returncode == 2 and message in result.stderr and not result.stdout
+
+
+def test_killed_at_five_random_points_the_run_ends_bit_identical(tiny_config, image_folder,
+                                                                 tmp_path):
+  """SIGKILL five times, at seeded random moments after a checkpoint appears (some land
+  inside the next asynchronous save); every rerun resumes. State, metrics and the last
+  sample grid must equal an uninterrupted run's exactly."""
+  from tests.test_cli import command, folder_flags, saved_steps, start
+
+  overrides = dict(num_steps=120, checkpoint_every=10, log_every=10, sample_every=60)
+  workdir = str(tmp_path / "killed")
+  args = command("experiments.train", *folder_flags(image_folder, workdir, **overrides))
+  delays = np.random.default_rng(0).uniform(0.0, 0.8, 5)
+  for i, delay in enumerate(delays):
+    before = saved_steps(workdir)
+    process = start(args, tmp_path / f"run_{i}.log")
+    deadline = time.time() + 120
+    while saved_steps(workdir) == before:  # This run's first checkpoint.
+      assert process.poll() is None, (tmp_path / f"run_{i}.log").read_text()[-2000:]
+      assert time.time() < deadline
+      time.sleep(0.02)
+    time.sleep(delay)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+  final = subprocess.run(args, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+  assert final.returncode == 0, final.stderr[-3000:]
+  assert "Resumed from" in final.stderr
+
+  reference = str(tmp_path / "reference")
+  tiny_config.update(overrides)
+  train_and_evaluate(tiny_config, reference)
+  assert without_speed(read_metrics(workdir)) == without_speed(read_metrics(reference))
+  killed, straight = restore_run(workdir), restore_run(reference)
+  assert killed.step == straight.step == 120
+  for a, b in zip(jax.tree.leaves(killed.state), jax.tree.leaves(straight.state)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  grid = os.path.join("samples", "step_0000120.png")
+  assert open(os.path.join(workdir, grid), "rb").read() == open(
+      os.path.join(reference, grid), "rb").read()

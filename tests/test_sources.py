@@ -5,9 +5,12 @@ import shutil
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from aigc_jax.data import sources
 from aigc_jax.data.sources import DataUnavailableError, load_split, prepared_builder
+from aigc_jax.errors import InvalidInputError, MissingInputError
+from tests.conftest import write_image_folder
 
 
 def test_missing_raw_files_name_the_folder_and_files(tmp_path):
@@ -68,10 +71,41 @@ def test_image_folder_takes_shape_and_classes_from_the_files(image_folder):
 
 
 def test_image_folder_that_does_not_exist_explains_the_layout(tmp_path):
-  with pytest.raises(DataUnavailableError, match="ROOT/<split>/<class name>"):
+  with pytest.raises(MissingInputError, match="ROOT/<split>/<class name>"):
     load_split("image_folder", image_folder=str(tmp_path / "nowhere"))
 
 
 def test_unknown_split_lists_the_available_ones(image_folder):
   with pytest.raises(ValueError, match="has no split 'validation'"):
     load_split("image_folder", "validation", image_folder=image_folder)
+
+
+def _png(path, pixels):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  tf.io.write_file(str(path), tf.io.encode_png(np.asarray(pixels, np.uint8)))
+
+
+@pytest.mark.parametrize("odd_one_first", [True, False])
+def test_every_bad_file_of_an_image_folder_is_named_at_once(tmp_path, odd_one_first):
+  root = write_image_folder(str(tmp_path), per_class=3)
+  odd_size = tmp_path / "train" / "class_0" / ("0.png" if odd_one_first else "zzz.png")
+  _png(odd_size, np.zeros((12, 12, 1)))
+  _png(tmp_path / "train" / "class_1" / "rgb.png", np.zeros((8, 8, 3)))
+  (tmp_path / "train" / "class_1" / "notes.png").write_text("not an image")
+  good = tmp_path / "train" / "class_1" / "000.png"
+  (tmp_path / "train" / "class_1" / "cut.png").write_bytes(good.read_bytes()[:40])
+  os.makedirs(tmp_path / "train" / "class_2")
+  with pytest.raises(InvalidInputError) as error:
+    load_split("image_folder", "train", image_folder=root)
+  message = str(error.value)
+  for name in (str(odd_size), "rgb.png", "notes.png", "cut.png", "class_2: no images"):
+    assert name in message
+  assert "--config.data.image_size" in message and "--config.data.channels" in message
+
+
+def test_image_size_and_channels_accept_a_mixed_folder_explicitly(tmp_path):
+  root = write_image_folder(str(tmp_path), per_class=3)
+  _png(tmp_path / "train" / "class_0" / "big.png", np.full((12, 12, 3), 200))
+  data = load_split("image_folder", "train", image_folder=root, image_size=6, channels=1)
+  assert data.images.shape == (7, 6, 6, 1) and data.num_classes == 2
+  assert data.images[3].min() > 150  # big.png, sorted after 000..002 of class_0: grey 200.

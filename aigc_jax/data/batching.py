@@ -13,13 +13,15 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import tensorflow as tf
 
+from aigc_jax.errors import InvalidInputError
+
 Batch = dict[str, np.ndarray]
 
 
 def local_batch_size(global_batch: int, process_count: int) -> int:
   if global_batch % process_count:
-    raise ValueError(f"Global batch {global_batch} does not split evenly over "
-                     f"{process_count} processes; pick a multiple of {process_count}.")
+    raise InvalidInputError(f"Global batch {global_batch} does not split evenly over "
+                            f"{process_count} processes; pick a multiple of {process_count}.")
   return global_batch // process_count
 
 

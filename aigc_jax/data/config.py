@@ -1,10 +1,21 @@
 """The `config.data` keys: which dataset, which splits, and how the training split is
-dirtied or cleaned. Their defaults live here and nowhere else; training and cleaning
-configs (experiments/configs/) start from `data_config()`.
+dirtied or cleaned. Their defaults and the values each may take (DATA_RULES) live here
+and nowhere else; training and cleaning configs (experiments/configs/) start from
+`data_config()`.
 """
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 from ml_collections import ConfigDict
 from ml_collections.config_dict import placeholder
+
+from aigc_jax.errors import InvalidInputError
+
+# A rule: (does this value fit, what a fitting value is).
+Rule = tuple[Callable[[Any], bool], str]
 
 
 def data_config() -> ConfigDict:
@@ -16,6 +27,8 @@ def data_config() -> ConfigDict:
   data.data_dir = placeholder(str)  # TFDS data dir; None -> $TFDS_DATA_DIR or default.
   data.manual_dir = placeholder(str)  # Raw files; None -> $AIGC_RAW_DATA_DIR/<name>.
   data.image_folder = placeholder(str)  # ROOT/<split>/<class>/*.png for image_folder.
+  data.image_size = placeholder(int)  # image_folder: resize every image to S x S.
+  data.channels = placeholder(int)  # image_folder: convert to 1 (grey) or 3 (RGB).
   # Dirty data on purpose (corrupt.py, corrupt_text.py): "kind=rate,..." e.g.
   # "symmetric_labels=0.2".
   data.corrupt = ""
@@ -23,3 +36,36 @@ def data_config() -> ConfigDict:
   data.ood_source = placeholder(str)  # TFDS name for out_of_distribution images.
   data.exclude = placeholder(str)  # .npy of training ids to drop (experiments.clean_data).
   return data
+
+
+def integer_at_least(low: int) -> Rule:
+  return (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low,
+          f"an integer >= {low}")
+
+
+def one_of(*choices: str) -> Rule:
+  return (lambda v: v in choices, f"one of {list(choices)}")
+
+
+NAME: Rule = (lambda v: isinstance(v, str) and bool(v.strip()), "a non-empty name")
+OPTIONAL_PATH: Rule = (lambda v: v is None or (isinstance(v, str) and bool(v.strip())),
+                       "a path, or unset")
+
+DATA_RULES: dict[str, Rule] = {
+    "name": NAME, "split": NAME, "eval_split": NAME, "test_split": NAME,
+    "data_dir": OPTIONAL_PATH, "manual_dir": OPTIONAL_PATH, "image_folder": OPTIONAL_PATH,
+    "corrupt_seed": integer_at_least(0), "ood_source": OPTIONAL_PATH,
+    "exclude": OPTIONAL_PATH,
+    "image_size": (lambda v: v is None or (isinstance(v, int) and v >= 1),
+                   "a positive integer, or unset"),
+    "channels": (lambda v: v in (None, 1, 3), "1 (grey), 3 (RGB), or unset"),
+}
+
+
+def check_rules(config: ConfigDict, rules: dict[str, Rule], prefix: str = "") -> None:
+  """Fails on the first value of `config` its rule refuses, naming key, value and rule."""
+  for key, (fits, meaning) in rules.items():
+    value = config[key]
+    if not fits(value):
+      raise InvalidInputError(f"--config.{prefix}{key}={value!r} is not valid: it must be "
+                              f"{meaning}.")

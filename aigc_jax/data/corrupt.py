@@ -26,6 +26,7 @@ import dataclasses
 import numpy as np
 
 from aigc_jax.data.images import ImageData
+from aigc_jax.errors import InvalidInputError
 
 CLEAN = "clean"
 # Random streams are keyed by purpose as well as seed: a corruption and a detector given the
@@ -79,11 +80,11 @@ def _near_duplicate(images, labels, idx, rng, sources, **_):
 
 def _out_of_distribution(images, labels, idx, rng, num_classes, ood_images, **_):
   if ood_images is None:
-    raise ValueError("Corruption 'out_of_distribution' needs images from another dataset; "
-                     "set --config.data.ood_source (e.g. fashion_mnist inside mnist).")
+    raise InvalidInputError("Corruption 'out_of_distribution' needs images from another dataset; "
+                            "set --config.data.ood_source (e.g. fashion_mnist inside mnist).")
   if ood_images.shape[1:] != images.shape[1:]:
-    raise ValueError(f"Out-of-distribution images have shape {ood_images.shape[1:]}, the "
-                     f"data {images.shape[1:]}; pick an ood_source of the same image shape.")
+    raise InvalidInputError(f"Out-of-distribution images have shape {ood_images.shape[1:]}, the "
+                            f"data {images.shape[1:]}; pick an ood_source of the same image shape.")
   images[idx] = ood_images[rng.choice(len(ood_images), len(idx), replace=False)]
   labels[idx] = rng.integers(0, num_classes, len(idx))
 
@@ -124,18 +125,18 @@ def parse_spec(spec: str, known=CORRUPTIONS) -> list[tuple[str, float]]:
     name, _, rate = item.partition("=")
     name = name.strip()
     if name not in known:
-      raise ValueError(f"Unknown corruption '{name}' in '{spec}'; pick from "
-                       f"{sorted(known)}, written as kind=rate,kind=rate.")
+      raise InvalidInputError(f"Unknown corruption '{name}' in '{spec}'; pick from "
+                              f"{sorted(known)}, written as kind=rate,kind=rate.")
     try:
       value = float(rate)
     except ValueError:
-      raise ValueError(f"Corruption '{item}' needs a rate, e.g. {name}=0.1.") from None
+      raise InvalidInputError(f"Corruption '{item}' needs a rate, e.g. {name}=0.1.") from None
     if not 0.0 <= value <= 1.0:
-      raise ValueError(f"Corruption rate {value} for '{name}' is not in [0, 1].")
+      raise InvalidInputError(f"Corruption rate {value} for '{name}' is not in [0, 1].")
     pairs.append((name, value))
   names = [name for name, _ in pairs]
   if len(set(names)) != len(names):
-    raise ValueError(f"Corruption spec '{spec}' names a kind twice.")
+    raise InvalidInputError(f"Corruption spec '{spec}' names a kind twice.")
   return pairs
 
 
@@ -145,7 +146,7 @@ def draw_disjoint(candidates: np.ndarray, rates: list[float], rng: np.random.Gen
   overlap; returns the sorted chosen ids per rate and the ids left clean."""
   counts = [int(round(rate * len(candidates))) for rate in rates]
   if sum(counts) > len(candidates):
-    raise ValueError(f"Corruption rates in '{spec}' add up to more than the whole split.")
+    raise InvalidInputError(f"Corruption rates in '{spec}' add up to more than the whole split.")
   order = rng.permutation(candidates)
   ends = np.cumsum(counts)
   chosen = [np.sort(order[end - count:end]) for count, end in zip(counts, ends)]
@@ -205,7 +206,7 @@ def corrupt(data: ImageData, spec: str, seed: int,
     sources = None
     if name in _COPIES:
       if not len(clean):
-        raise ValueError(f"'{name}' copies clean examples, but '{spec}' leaves none clean.")
+        raise InvalidInputError(f"'{name}' copies clean examples, but '{spec}' leaves none clean.")
       sources = rng.choice(clean, len(idx), replace=len(idx) > len(clean))
       source[idx] = sources
     CORRUPTIONS[name](images, labels, idx, rng, num_classes=data.num_classes,

@@ -21,6 +21,7 @@ import numpy as np
 
 from aigc_jax.data.corrupt import (CLEAN, CORRUPTION_STREAM, GroundTruth, draw_disjoint,
                                    kind_per_item, parse_spec)
+from aigc_jax.errors import InvalidInputError
 
 BOILERPLATE = "Read more plays for free at our site; subscribe for updates!"
 CHAR_NOISE_SHARE = 0.15
@@ -69,8 +70,8 @@ def corrupt_text(text: str, spec: str, seed: int) -> CorruptedText:
   lines = text.split("\n")
   alphabet = np.array(sorted(set(text) - {"\n"}))
   if any(c not in set(alphabet) for c in BOILERPLATE) and "boilerplate" in dict(pairs):
-    raise ValueError("The boilerplate sentence uses characters the text lacks; the "
-                     "vocabulary would change. Corrupt with other kinds.")
+    raise InvalidInputError("The boilerplate sentence uses characters the text lacks; the "
+                            "vocabulary would change. Corrupt with other kinds.")
   rng = np.random.default_rng([CORRUPTION_STREAM, seed])
   non_empty = np.array([i for i, line in enumerate(lines) if line], np.int64)
   chosen, _ = draw_disjoint(non_empty, [rate for _, rate in pairs], rng, spec)

@@ -14,6 +14,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from aigc_jax.errors import InvalidInputError
+
 
 def _per_example(rng, images, low=0.0, high=1.0):
   return jax.random.uniform(rng, (images.shape[0], 1, 1, 1), images.dtype, low, high)
@@ -66,7 +68,8 @@ def parse_policy(policy: str) -> list[str]:
   names = [n.strip() for n in policy.split(",") if n.strip()]
   unknown = [n for n in names if n not in AUGMENTATIONS]
   if unknown:
-    raise ValueError(f"Unknown DiffAugment op(s) {unknown}; available: {sorted(AUGMENTATIONS)}.")
+    raise InvalidInputError(f"Unknown DiffAugment op(s) {unknown}; available: "
+                            f"{sorted(AUGMENTATIONS)}.")
   return names
 
 

@@ -21,6 +21,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from aigc_jax.data.batching import Batch, batches_by_step, local_batch_size
+from aigc_jax.errors import InvalidInputError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,8 +88,8 @@ def image_batches(data: ImageData, *, global_batch: int, seed: int, start_step: 
   """
   num_examples = len(data.images)
   if num_examples < global_batch:
-    raise ValueError(f"The split has {num_examples} examples, fewer than one global "
-                     f"batch of {global_batch}; lower --config.batch_size.")
+    raise InvalidInputError(f"The split has {num_examples} examples, fewer than one global "
+                            f"batch of {global_batch}; lower --config.batch_size.")
   images = tf.constant(data.images)
   labels = tf.constant(data.labels)
 
@@ -122,8 +123,8 @@ def eval_batches(data: ImageData, *, global_batch: int, process_index: int = 0,
 def load_images(builder: tfds.core.DatasetBuilder, name: str, split: str) -> ImageData:
   """A prepared TFDS image dataset's split, whole, in host memory."""
   if split not in builder.info.splits:
-    raise ValueError(f"Dataset '{name}' has no split '{split}'; it has "
-                     f"{sorted(builder.info.splits)}.")
+    raise InvalidInputError(f"Dataset '{name}' has no split '{split}'; it has "
+                            f"{sorted(builder.info.splits)}.")
   arrays = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
   label_feature = builder.info.features["label"] if "label" in builder.info.features else None
   num_examples = len(arrays["image"])

@@ -18,14 +18,15 @@ from typing import TypeVar
 
 import jax
 import ml_collections
-import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
 from jax.experimental import multihost_utils
 from tensorflow_datasets.core.download import download_manager
 
+from aigc_jax.data.image_folder import load_image_folder
 from aigc_jax.data.images import ImageData, ImageSpec, load_images
 from aigc_jax.data.text import TextData, TextSpec, load_text
+from aigc_jax.errors import InvalidInputError, UserError
 
 T = TypeVar("T")
 
@@ -33,7 +34,7 @@ RAW_DATA_ENV = "AIGC_RAW_DATA_DIR"
 IMAGE_FOLDER = "image_folder"
 
 
-class DataUnavailableError(RuntimeError):
+class DataUnavailableError(UserError, RuntimeError):
   """The dataset is neither prepared, nor in a raw-file folder, nor downloadable."""
 
 
@@ -115,24 +116,30 @@ def _reachable(host: str, timeout_s: float = 3.0) -> bool:
 
 def load_split(name: str, split: str = "train", *, data_dir: str | None = None,
                manual_dir: str | None = None, image_folder: str | None = None,
-               block_size: int | None = None) -> ImageData | TextData:
+               block_size: int | None = None, image_size: int | None = None,
+               channels: int | None = None) -> ImageData | TextData:
   """Loads a whole split into host memory: images (+ labels) or a text as tokens.
 
   These datasets (MNIST-family, CIFAR-10, a user's folder, Tiny Shakespeare) fit in
   memory, which lets the input pipeline address any example by index: shuffling is then
   exact, resuming is O(1), and the global batch does not depend on how many processes
-  read it. Text needs the model's `block_size` to cut windows. In a multi-process run,
-  process 0 prepares the dataset before the others read it.
+  read it. Text needs the model's `block_size` to cut windows. A user's image folder is
+  checked file by file, and resized (`image_size`) or converted (`channels`) only when
+  asked (image_folder.py). In a multi-process run, process 0 prepares the dataset before
+  the others read it.
   """
-  return chief_first(lambda: _load_split(name, split, data_dir, manual_dir, image_folder,
-                                         block_size), name=f"load_split:{name}:{split}")
+  if name == IMAGE_FOLDER:
+    return load_image_folder(image_folder, split, image_size=image_size, channels=channels)
+  return chief_first(lambda: _load_split(name, split, data_dir, manual_dir, block_size),
+                     name=f"load_split:{name}:{split}")
 
 
 def config_split(config: ml_collections.ConfigDict, split: str) -> ImageData | TextData:
   """`load_split` of the dataset that `config.data` names (and `config.block_size`, text)."""
   data = config.data
   return load_split(data.name, split, data_dir=data.data_dir, manual_dir=data.manual_dir,
-                    image_folder=data.image_folder, block_size=config.get("block_size"))
+                    image_folder=data.image_folder, block_size=config.get("block_size"),
+                    image_size=data.image_size, channels=data.channels)
 
 
 def chief_first(fn: Callable[[], T], name: str) -> T:
@@ -152,40 +159,15 @@ def chief_first(fn: Callable[[], T], name: str) -> T:
 
 
 def _load_split(name: str, split: str, data_dir: str | None, manual_dir: str | None,
-                image_folder: str | None, block_size: int | None) -> ImageData | TextData:
-  if name == IMAGE_FOLDER:
-    builder = _image_folder_builder(image_folder)
-  else:
-    builder = prepared_builder(name, data_dir, manual_dir)
+                block_size: int | None) -> ImageData | TextData:
+  builder = prepared_builder(name, data_dir, manual_dir)
   features = builder.info.features
   if "text" in features and "image" not in features:
     if block_size is None:
-      raise ValueError(f"Dataset '{name}' is text; its config needs a `block_size`.")
+      raise InvalidInputError(f"Dataset '{name}' is text; its config needs a `block_size`.")
     return load_text(name, split, block_size=block_size, builder=builder)
   if "image" not in features:
-    raise ValueError(f"Dataset '{name}' has neither an 'image' nor a 'text' feature; "
-                     "pick an image or text dataset for --config.data.name.")
+    raise InvalidInputError(f"Dataset '{name}' has neither an 'image' nor a 'text' feature; "
+                            "pick an image or text dataset for --config.data.name.")
   return load_images(builder, name, split)
 
-
-def _image_folder_builder(root: str | None) -> tfds.core.DatasetBuilder:
-  """`tfds.folder_dataset.ImageFolder` over `root/<split>/<class>/<image>`.
-
-  The image shape is read from the first image and every image is decoded to it, so a
-  folder of mixed sizes or channel counts fails when loaded, naming the expected shape.
-  """
-  if not root or not os.path.isdir(root):
-    raise DataUnavailableError(
-        f"data.image_folder={root!r} is not a folder. Give a folder laid out as "
-        "ROOT/<split>/<class name>/<image file> (e.g. ROOT/train/cat/001.png).")
-  first = _first_image(root)
-  shape = tuple(tf.io.decode_image(tf.io.read_file(first), expand_animations=False).shape)
-  return tfds.folder_dataset.ImageFolder(root, shape=shape)
-
-
-def _first_image(root: str) -> str:
-  for dirpath, _, files in sorted(os.walk(root)):
-    for f in sorted(files):
-      if f.lower().endswith((".png", ".jpg", ".jpeg", ".bmp", ".gif")):
-        return os.path.join(dirpath, f)
-  raise DataUnavailableError(f"No images under {root}; expected ROOT/<split>/<class>/*.png.")

@@ -17,6 +17,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from aigc_jax.data.batching import Batch, batches_by_step, local_batch_size
+from aigc_jax.errors import InvalidInputError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,8 +34,8 @@ class TextSpec:
     index = {c: i for i, c in enumerate(self.vocab)}
     unknown = sorted(set(text) - set(index))
     if unknown:
-      raise ValueError(f"Characters {unknown!r} are not in the model's vocabulary of "
-                       f"{self.vocab_size}; use only characters seen in training.")
+      raise InvalidInputError(f"Characters {unknown!r} are not in the model's vocabulary of "
+                              f"{self.vocab_size}; use only characters seen in training.")
     return np.array([index[c] for c in text], np.int32)
 
   def decode(self, tokens) -> str:
@@ -62,8 +63,8 @@ class TextData:
     local = local_batch_size(global_batch, process_count)
     window = self.block_size + 1
     if len(self.tokens) <= window:
-      raise ValueError(f"The split has {len(self.tokens)} characters; it needs more than "
-                       f"block_size + 1 = {window}.")
+      raise InvalidInputError(f"The split has {len(self.tokens)} characters; it needs more than "
+                              f"block_size + 1 = {window}.")
     tokens = tf.constant(self.tokens)
     offsets = tf.range(window, dtype=tf.int64)
 
@@ -105,7 +106,7 @@ def load_text(name: str, split: str, *, block_size: int, builder: tfds.core.Data
     return "".join(t.decode("utf-8") for t in texts)
 
   if split not in builder.info.splits:
-    raise ValueError(f"Dataset '{name}' has no split '{split}'; it has "
-                     f"{sorted(builder.info.splits)}.")
+    raise InvalidInputError(f"Dataset '{name}' has no split '{split}'; it has "
+                            f"{sorted(builder.info.splits)}.")
   spec = TextSpec(vocab="".join(sorted(set(read("train")))))
   return TextData(tokens=spec.encode(read(split)), spec=spec, block_size=block_size)

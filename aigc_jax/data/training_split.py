@@ -20,6 +20,7 @@ from aigc_jax.data.corrupt_text import corrupt_text, drop_lines
 from aigc_jax.data.images import ImageData
 from aigc_jax.data.sources import load_split
 from aigc_jax.data.text import TextData
+from aigc_jax.errors import InvalidInputError, MissingInputError
 
 GROUND_TRUTH_FILE = "corruption.npz"
 
@@ -44,15 +45,15 @@ def corrupted_split(config: ml_collections.ConfigDict, data: ImageData | TextDat
 def load_exclude(path: str, num_items: int) -> np.ndarray:
   """Ids from an exclude file, checked against the split they are meant for."""
   if not os.path.isfile(path):
-    raise FileNotFoundError(f"data.exclude={path} does not exist; give the exclude.npy "
+    raise MissingInputError(f"data.exclude={path} does not exist; give the exclude.npy "
                             "that python -m experiments.clean_data wrote.")
   ids = np.load(path)
   if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
-    raise ValueError(f"{path} holds {ids.dtype} of shape {ids.shape}; an exclude file is a "
-                     "1-D array of integer example ids.")
+    raise InvalidInputError(f"{path} holds {ids.dtype} of shape {ids.shape}; an exclude file is a "
+                            "1-D array of integer example ids.")
   if len(ids) and (ids.min() < 0 or ids.max() >= num_items):
-    raise ValueError(f"{path} names ids up to {ids.max()}, but the split has {num_items} "
-                     "items: it was written for another dataset or corruption setting.")
+    raise InvalidInputError(f"{path} names ids up to {ids.max()}, but the split has {num_items} "
+                            "items: it was written for another dataset or corruption setting.")
   return ids
 
 

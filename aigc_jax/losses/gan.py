@@ -12,6 +12,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from aigc_jax.errors import InvalidInputError
+
 
 class GANLoss(NamedTuple):
   """discriminator(real_logits, fake_logits) and generator(fake_logits) -> scalar."""
@@ -34,8 +36,9 @@ def get_gan_loss(name: str) -> GANLoss:
   try:
     return GAN_LOSSES[name]
   except KeyError:
-    raise ValueError(f"Unknown GAN loss '{name}'; registered: {sorted(GAN_LOSSES)}. "
-                     "Register a new one with aigc_jax.losses.gan.register_gan_loss.") from None
+    raise InvalidInputError(
+        f"Unknown GAN loss '{name}'; registered: {sorted(GAN_LOSSES)}. Register a new one "
+        "with aigc_jax.losses.gan.register_gan_loss.") from None
 
 
 def _non_saturating_d(real_logits, fake_logits):

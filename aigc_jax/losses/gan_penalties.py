@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from aigc_jax.errors import InvalidInputError
+
 Discriminate = Callable[[jnp.ndarray], jnp.ndarray]
 Penalty = Callable[[Discriminate, jnp.ndarray, jnp.ndarray, jax.Array,
                     ml_collections.ConfigDict], jnp.ndarray]
@@ -35,9 +37,9 @@ def get_d_regularizers(names: str) -> dict[str, Penalty]:
   chosen = [n.strip() for n in names.split(",") if n.strip() not in ("", "none")]
   unknown = [n for n in chosen if n not in D_REGULARIZERS]
   if unknown:
-    raise ValueError(f"Unknown discriminator regulariser(s) {unknown}; registered: "
-                     f"{sorted(D_REGULARIZERS)} (or 'none'). Register one with "
-                     "aigc_jax.losses.gan_penalties.register_d_regularizer.")
+    raise InvalidInputError(f"Unknown discriminator regulariser(s) {unknown}; registered: "
+                            f"{sorted(D_REGULARIZERS)} (or 'none'). Register one with "
+                            "aigc_jax.losses.gan_penalties.register_d_regularizer.")
   return {n: D_REGULARIZERS[n] for n in chosen}
 
 

@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import log_ndtr, ndtr
 
+from aigc_jax.errors import InvalidInputError
+
 LOG_2PI = jnp.log(2 * jnp.pi)
 
 
@@ -68,7 +70,8 @@ def get_likelihood(name: str) -> Likelihood:
   try:
     return LIKELIHOODS[name]
   except KeyError:
-    raise ValueError(f"Unknown likelihood '{name}'; available: {sorted(LIKELIHOODS)}.") from None
+    raise InvalidInputError(f"Unknown likelihood '{name}'; available: "
+                            f"{sorted(LIKELIHOODS)}.") from None
 
 
 def gaussian_kl(mean: jnp.ndarray, logvar: jnp.ndarray) -> jnp.ndarray:

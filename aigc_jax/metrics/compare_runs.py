@@ -13,6 +13,8 @@ import json
 import os
 import re
 
+from aigc_jax.errors import MissingInputError
+
 # Bookkeeping, not results: left out of tables and plots.
 _SKIP = re.compile(r"(^|\.)(step|eval_seconds|num_\w+|k_nearest|confidence_threshold|"
                    r"kid_std|prompt_chars|new_chars|temperature|iwae_k|batch_size)$|"
@@ -36,7 +38,7 @@ def load_reports(run_dir: str) -> list[dict]:
   """Flattened reports of one run, by step; fails naming the folder if there are none."""
   paths = glob.glob(os.path.join(run_dir, "eval", "step_*.json"))
   if not paths:
-    raise FileNotFoundError(f"No evaluation reports in {run_dir}/eval; run "
+    raise MissingInputError(f"No evaluation reports in {run_dir}/eval; run "
                             f"python -m experiments.evaluate --workdir={run_dir} first.")
   reports = []
   for path in paths:

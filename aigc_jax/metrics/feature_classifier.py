@@ -26,6 +26,7 @@ import optax
 import orbax.checkpoint as ocp
 
 from aigc_jax.data.images import ImageData
+from aigc_jax.errors import InvalidInputError, MissingInputError
 from aigc_jax.models.matmul_conv import MatmulConv
 
 
@@ -137,7 +138,7 @@ def load(directory: str, num_classes: int, image_shape) -> tuple[FeatureClassifi
   directory = os.path.abspath(directory)
   card_path = os.path.join(directory, "card.json")
   if not os.path.isfile(card_path):
-    raise FileNotFoundError(
+    raise MissingInputError(
         f"No feature classifier in {directory}. python -m experiments.evaluate trains one "
         f"there on first use (--classifier_dir={directory}); or point --classifier_dir at "
         "the folder that holds the dataset's classifier.")
@@ -150,8 +151,8 @@ def load(directory: str, num_classes: int, image_shape) -> tuple[FeatureClassifi
   with ocp.StandardCheckpointer() as checkpointer:
     params = checkpointer.restore(os.path.join(directory, "params"), abstract)
   if fingerprint(params) != card["fingerprint"]:
-    raise ValueError(f"Feature classifier weights in {directory} do not match its card "
-                     "(fingerprint differs): the folder is corrupt; retrain it.")
+    raise InvalidInputError(f"Feature classifier weights in {directory} do not match its card "
+                            "(fingerprint differs): the folder is corrupt; retrain it.")
   return model, params, card
 
 
@@ -167,8 +168,8 @@ def load_or_train(directory: str, dataset: str, train: ImageData, test: ImageDat
   if os.path.isfile(os.path.join(directory, "card.json")):
     model, params, card = load(directory, train.num_classes, train.images.shape[1:])
     if card["dataset"] != dataset:
-      raise ValueError(f"{directory} holds the feature classifier of '{card['dataset']}', "
-                       f"not '{dataset}'. Point --classifier_dir at the right folder.")
+      raise InvalidInputError(f"{directory} holds the feature classifier of '{card['dataset']}', "
+                              f"not '{dataset}'. Point --classifier_dir at the right folder.")
     return model, params, card
   settings = ClassifierSettings()
   log(f"No feature classifier in {directory}: training one on {dataset} "

@@ -22,6 +22,7 @@ from absl import logging
 
 from aigc_jax.data.images import ImageData
 from aigc_jax.data.sources import config_split
+from aigc_jax.errors import InvalidInputError
 from aigc_jax.metrics import feature_classifier
 from aigc_jax.metrics.image_report import image_sample_report, real_floor
 from aigc_jax.metrics.text_metrics import text_report
@@ -105,9 +106,9 @@ def text_sample_metrics(run: RestoredRun, options: EvalOptions) -> dict:
   test = run.spec.decode(config_split(config, config.data.test_split).tokens)
   span = options.prompt_chars + options.text_chars
   if len(test) < span:
-    raise ValueError(f"The {config.data.test_split} split has {len(test)} characters, fewer "
-                     f"than one prompt and continuation ({span}); lower --prompt_chars or "
-                     "--text_chars.")
+    raise InvalidInputError(f"The {config.data.test_split} split has {len(test)} characters, fewer "
+                            f"than one prompt and continuation ({span}); lower --prompt_chars or "
+                            "--text_chars.")
   starts = np.linspace(0, len(test) - span, options.text_samples).astype(int)
   prompts = [test[s:s + options.prompt_chars] for s in starts]
   references = [test[s + options.prompt_chars:s + span] for s in starts]
@@ -142,8 +143,8 @@ def evaluate_run(run_dir: str, options: EvalOptions = EvalOptions()) -> tuple[di
   it was written to, RUN_DIR/eval/step_N.json."""
   run = restore_run(run_dir, options.step)
   if run.config.family not in REPORTS:
-    raise ValueError(f"No evaluation for family '{run.config.family}'; there is one for "
-                     f"{sorted(REPORTS)}.")
+    raise InvalidInputError(f"No evaluation for family '{run.config.family}'; there is one for "
+                            f"{sorted(REPORTS)}.")
   os.makedirs(os.path.join(run_dir, "eval"), exist_ok=True)
   start = time.perf_counter()
   report = REPORTS[run.config.family](run, run_dir, options)

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from aigc_jax.errors import InvalidInputError
 from aigc_jax.models.conditioning import ProjectionHead, append_label_embedding, normalized
 from aigc_jax.models.matmul_conv import MatmulConv, MatmulConvTranspose
 
@@ -53,7 +54,7 @@ class DCGANGenerator(nn.Module):
     (height, width, channels), widths = self.image_shape, tuple(self.widths)
     start, strides = upsampling_plan(height, len(widths))
     if width != height:
-      raise ValueError(f"DCGAN expects square images; got {height}x{width}.")
+      raise InvalidInputError(f"DCGAN expects square images; got {height}x{width}.")
     norm = lambda x: nn.relu(nn.BatchNorm(use_running_average=not train,
                                           momentum=_BN_MOMENTUM, axis_name=self.batch_axis)(x))
     x = append_label_embedding(z, labels, self.num_classes, self.label_features)
@@ -79,7 +80,7 @@ class DCGANDiscriminator(nn.Module):
   def __call__(self, images: jnp.ndarray, labels: jnp.ndarray | None = None,
                train: bool = True) -> jnp.ndarray:
     if self.norm not in D_NORMS:
-      raise ValueError(f"Unknown discriminator norm '{self.norm}'; choose from {D_NORMS}.")
+      raise InvalidInputError(f"Unknown discriminator norm '{self.norm}'; choose from {D_NORMS}.")
     x = images
     for i, features in enumerate(self.widths):
       conv = MatmulConv(features, (4, 4), (2, 2), use_bias=self.norm != "batch" or i == 0,

@@ -12,6 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from aigc_jax.errors import InvalidInputError
 from aigc_jax.models.dense import Dense
 
 # GPT-2's initialisation: N(0, 0.02) for every matrix and the (tied) token embedding.
@@ -97,7 +98,7 @@ class CharTransformer(nn.Module):
                positions: jax.Array | None = None) -> jax.Array:
     """`positions` (T,) are the tokens' absolute positions; default 0..T-1."""
     if self.width % self.num_heads:
-      raise ValueError(f"width {self.width} is not divisible by num_heads {self.num_heads}.")
+      raise InvalidInputError(f"width {self.width} is not divisible by num_heads {self.num_heads}.")
     embed = nn.Embed(self.vocab_size, self.width, dtype=self.dtype, embedding_init=_INIT,
                      name="token_embed")
     position_embed = self.param("position_embed", nn.initializers.normal(0.02),

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from aigc_jax.errors import InvalidInputError
 from aigc_jax.models.matmul_conv import MatmulConvTranspose
 
 
@@ -84,7 +85,7 @@ class ConvDecoder(nn.Module):
   def __call__(self, z, labels=None):
     h, w, c = self.image_shape
     if h % 4 or w % 4:
-      raise ValueError(f"The conv VAE needs image sides divisible by 4; got {h}x{w}.")
+      raise InvalidInputError(f"The conv VAE needs image sides divisible by 4; got {h}x{w}.")
     x = _with_label(z, labels, self.num_classes)
     x = nn.relu(nn.Dense((h // 4) * (w // 4) * self.channels[0])(x))
     x = x.reshape((-1, h // 4, w // 4, self.channels[0]))  # (B, H/4, W/4, C0)

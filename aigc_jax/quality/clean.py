@@ -16,6 +16,7 @@ import numpy as np
 from aigc_jax.data.corrupt import GroundTruth
 from aigc_jax.data.images import ImageData
 from aigc_jax.data.text import TextData
+from aigc_jax.errors import InvalidInputError
 from aigc_jax.metrics.feature_classifier import ClassifierSettings
 from aigc_jax.quality import duplicates, label_issues, outliers, text_issues
 
@@ -37,8 +38,8 @@ def detector_names(config: ml_collections.ConfigDict, is_text: bool) -> list[str
   names = [n.strip() for n in config.detectors.split(",") if n.strip()]
   unknown = sorted(set(names) - set(known))
   if unknown:
-    raise ValueError(f"Unknown detector(s) {unknown} for {'text' if is_text else 'images'}; "
-                     f"pick from {list(known)} (config.detectors, comma-separated).")
+    raise InvalidInputError(f"Unknown detector(s) {unknown} for {'text' if is_text else 'images'}; "
+                            f"pick from {list(known)} (config.detectors, comma-separated).")
   return names
 
 

@@ -25,6 +25,7 @@ import cleanlab.filter
 import numpy as np
 
 from aigc_jax.data.images import ImageData
+from aigc_jax.errors import InvalidInputError
 from aigc_jax.metrics.feature_classifier import (ClassifierSettings, features_and_probs,
                                                  train_classifier)
 from aigc_jax.metrics.sample_sets import kth_nearest_distances
@@ -41,7 +42,7 @@ DEFAULT_RANKING = "self_confidence"
 def fold_ids(num_examples: int, folds: int, seed: int) -> list[np.ndarray]:
   """A random partition of range(num_examples) into `folds` near-equal sorted parts."""
   if not 2 <= folds <= num_examples:
-    raise ValueError(f"Cross-validation needs 2 <= folds <= {num_examples}; got {folds}.")
+    raise InvalidInputError(f"Cross-validation needs 2 <= folds <= {num_examples}; got {folds}.")
   order = np.random.default_rng([FOLD_STREAM, seed]).permutation(num_examples)
   return [np.sort(part) for part in np.array_split(order, folds)]
 
@@ -80,11 +81,11 @@ def find_label_issues(labels: np.ndarray, probs: np.ndarray,
   """Ids of likely label errors, the likeliest first: cleanlab's filter `method` over the
   out-of-sample probabilities, ranked by its label-quality score `ranking`."""
   if method not in FILTERS:
-    raise ValueError(f"Unknown label filter '{method}'; cleanlab's are {list(FILTERS)} "
-                     "(config.label_filter).")
+    raise InvalidInputError(f"Unknown label filter '{method}'; cleanlab's are {list(FILTERS)} "
+                            "(config.label_filter).")
   if ranking not in RANKINGS:
-    raise ValueError(f"Unknown label ranking '{ranking}'; cleanlab's are {list(RANKINGS)} "
-                     "(config.label_ranking).")
+    raise InvalidInputError(f"Unknown label ranking '{ranking}'; cleanlab's are {list(RANKINGS)} "
+                            "(config.label_ranking).")
   # n_jobs=1: the filter takes well under a second; worker processes only add start-up.
   return np.asarray(cleanlab.filter.find_label_issues(
       labels, probs, filter_by=method, return_indices_ranked_by=ranking, n_jobs=1),

@@ -6,6 +6,7 @@ import jax
 import numpy as np
 
 from aigc_jax.data.images import ImageData
+from aigc_jax.errors import InvalidInputError
 from aigc_jax.losses.vae import neg_elbo
 from aigc_jax.train import sharding
 from aigc_jax.train.evaluation import per_example_values
@@ -17,11 +18,11 @@ def per_example_neg_elbo(run: RestoredRun, data: ImageData, batch_size: int = 50
   """(N,) -ELBO in nats of each example (one posterior sample), on the pixels as stored:
   a binarising model sees grey levels here, which still ranks examples by plausibility."""
   if run.config.family != "vae":
-    raise ValueError(f"The ELBO outlier score needs a VAE run; this one is "
-                     f"'{run.config.family}'.")
+    raise InvalidInputError(f"The ELBO outlier score needs a VAE run; this one is "
+                            f"'{run.config.family}'.")
   if tuple(run.spec.image_shape) != tuple(data.images.shape[1:]):
-    raise ValueError(f"The VAE models images of {run.spec.image_shape}, the split has "
-                     f"{data.images.shape[1:]}; train a VAE on this dataset.")
+    raise InvalidInputError(f"The VAE models images of {run.spec.image_shape}, the split has "
+                            f"{data.images.shape[1:]}; train a VAE on this dataset.")
   config, model = run.config, run.model
 
   def batch_neg_elbo(state, batch, rng):

@@ -24,6 +24,8 @@ from typing import Any
 import jax
 import ml_collections
 
+from aigc_jax.errors import InvalidInputError
+
 AXIS = "batch"
 PARALLEL_MODES = ("jit", "pmap")
 
@@ -32,7 +34,7 @@ def batch_axis(config: ml_collections.ConfigDict) -> str | None:
   """The pmap axis name a step's collectives use, or None under sharded jit."""
   mode = config.parallel
   if mode not in PARALLEL_MODES:
-    raise ValueError(f"--config.parallel={mode!r} is not one of {PARALLEL_MODES}.")
+    raise InvalidInputError(f"--config.parallel={mode!r} is not one of {PARALLEL_MODES}.")
   return AXIS if mode == "pmap" else None
 
 

@@ -24,14 +24,16 @@ import orbax.checkpoint as ocp
 from absl import logging
 from jax.experimental import multihost_utils
 
+from aigc_jax.errors import MissingInputError, UserError
+
 T = TypeVar("T")
 
 
-class WorkdirMismatchError(ValueError):
+class WorkdirMismatchError(UserError, ValueError):
   """The workdir holds checkpoints of a different family or architecture."""
 
 
-class NoReadableCheckpointError(RuntimeError):
+class NoReadableCheckpointError(UserError, RuntimeError):
   """Every checkpoint of a run failed to read back."""
 
 
@@ -40,7 +42,7 @@ class DamagedCheckpointError(RuntimeError):
   missing metadata)."""
 
 
-class NonFiniteStateError(FloatingPointError):
+class NonFiniteStateError(UserError, FloatingPointError):
   """The train state holds NaN or inf; it is never saved."""
 
 
@@ -89,7 +91,7 @@ class Checkpointer:
                create: bool = True):
     self.directory = os.path.abspath(directory)
     if not create and not os.path.isdir(self.directory):
-      raise FileNotFoundError(f"No checkpoints at {self.directory}: the run folder does not "
+      raise MissingInputError(f"No checkpoints at {self.directory}: the run folder does not "
                               "exist or was never trained. Train it first with "
                               "python -m experiments.train.")
     self._manager = ocp.CheckpointManager(

@@ -1,7 +1,8 @@
 """The keys every training run has: seed, batch, parallelism, loop cadence, checkpoints,
-warm start. Their defaults live here and nowhere else: configs (experiments/configs/)
-start from `training_config()`, and a checkpoint written before a key existed gets its
-default when restored (`with_defaults`).
+warm start. Their defaults and the values each may take (LOOP_RULES) live here and
+nowhere else: configs (experiments/configs/) start from `training_config()`, a run checks
+its config against the rules before anything else (`validate`), and a checkpoint written
+before a key existed gets its default when restored (`with_defaults`).
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from __future__ import annotations
 from ml_collections import ConfigDict
 from ml_collections.config_dict import placeholder
 
-from aigc_jax.data.config import data_config
+from aigc_jax.data.config import (DATA_RULES, OPTIONAL_PATH, Rule, check_rules, data_config,
+                                  integer_at_least, one_of)
 
 
 def loop_config() -> ConfigDict:
@@ -33,6 +35,24 @@ def loop_config() -> ConfigDict:
   # or step). The same model is required; a resumable checkpoint in --workdir wins.
   config.init_from = placeholder(str)
   return config
+
+
+LOOP_RULES: dict[str, Rule] = {
+    "seed": integer_at_least(0), "batch_size": integer_at_least(1),
+    "steps_per_call": integer_at_least(1), "parallel": one_of("jit", "pmap"),
+    "grad_accum_steps": integer_at_least(1), "compute_dtype": one_of("float32", "bfloat16"),
+    "fsdp": integer_at_least(1), "num_steps": integer_at_least(1),
+    "log_every": integer_at_least(1), "sample_every": integer_at_least(0),
+    "num_grid_samples": integer_at_least(1), "checkpoint_every": integer_at_least(0),
+    "keep_checkpoints": integer_at_least(1), "eval_every": integer_at_least(0),
+    "eval_batch_size": integer_at_least(1), "init_from": OPTIONAL_PATH,
+}
+
+
+def validate(config: ConfigDict) -> None:
+  """Fails on the first shared key whose value cannot work, naming it and the rule."""
+  check_rules(config, LOOP_RULES)
+  check_rules(config.data, DATA_RULES, prefix="data.")
 
 
 def training_config() -> ConfigDict:

@@ -19,6 +19,8 @@ import os
 import jax
 from absl import logging
 
+from aigc_jax.errors import InvalidInputError
+
 # How long the coordinator waits on a silent process before failing every other one, so
 # a crashed process ends the run within this many seconds rather than leaving the
 # others blocked in a collective. JAX's default (100 s) suits large clusters' hiccups.
@@ -40,12 +42,12 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
   explicit = (coordinator_address, num_processes, process_id)
   if any(v is not None for v in explicit):
     if any(v is None for v in explicit):
-      raise ValueError("A multi-process run needs all of --coordinator_address, "
-                       "--num_processes and --process_id (got "
-                       f"{coordinator_address!r}, {num_processes!r}, {process_id!r}); or "
-                       "none of them inside SLURM, Open MPI or a TPU VM.")
+      raise InvalidInputError("A multi-process run needs all of --coordinator_address, "
+                              "--num_processes and --process_id (got "
+                              f"{coordinator_address!r}, {num_processes!r}, {process_id!r}); or "
+                              "none of them inside SLURM, Open MPI or a TPU VM.")
     if not 0 <= process_id < num_processes:
-      raise ValueError(f"--process_id={process_id} is outside [0, {num_processes}).")
+      raise InvalidInputError(f"--process_id={process_id} is outside [0, {num_processes}).")
     if num_processes == 1:
       return
   elif cluster_size_from_environment() == 1:

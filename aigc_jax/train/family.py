@@ -17,6 +17,7 @@ import ml_collections
 
 from aigc_jax.data.images import ImageSpec
 from aigc_jax.data.text import TextSpec
+from aigc_jax.errors import InvalidInputError
 
 Spec = ImageSpec | TextSpec  # What the family's models know of the data.
 State = Any
@@ -60,9 +61,10 @@ def get_family(name: str) -> Family:
   except ModuleNotFoundError as e:
     if e.name != module_name:
       raise
-    raise ValueError(f"Unknown model family '{name}': no module {module_name}. Built-in: "
-                     "'gan', 'vae', 'lm'; or give the module path of your own family.") from None
+    raise InvalidInputError(
+        f"Unknown model family '{name}': no module {module_name}. Built-in: 'gan', 'vae', "
+        "'lm'; or give the module path of your own family.") from None
   family = getattr(module, "FAMILY", None)
   if not isinstance(family, Family):
-    raise ValueError(f"Module {module_name} defines no `FAMILY = Family(...)`.")
+    raise InvalidInputError(f"Module {module_name} defines no `FAMILY = Family(...)`.")
   return family

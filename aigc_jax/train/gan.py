@@ -18,6 +18,7 @@ import optax
 
 from aigc_jax.data.diff_augment import diff_augment, parse_policy
 from aigc_jax.data.images import ImageSpec
+from aigc_jax.errors import InvalidInputError
 from aigc_jax.losses.gan import get_gan_loss
 from aigc_jax.losses.gan_penalties import get_d_regularizers, l2_penalty
 from aigc_jax.models.dcgan import DCGANDiscriminator, DCGANGenerator
@@ -50,8 +51,8 @@ def num_label_classes(config: ml_collections.ConfigDict, spec: ImageSpec) -> int
   if not config.model.conditional:
     return 0
   if spec.num_classes < 2:
-    raise ValueError("model.conditional=True needs a labelled dataset; this one has "
-                     f"{spec.num_classes} classes. Set --config.model.conditional=False.")
+    raise InvalidInputError("model.conditional=True needs a labelled dataset; this one has "
+                            f"{spec.num_classes} classes. Set --config.model.conditional=False.")
   return spec.num_classes
 
 
@@ -67,7 +68,8 @@ def build_models(config: ml_collections.ConfigDict, spec: ImageSpec
     return (DCGANGenerator(spec.image_shape, tuple(m.g_widths), num_classes, m.label_features,
                            batch_axis=axis),
             DCGANDiscriminator(tuple(m.d_widths), num_classes, m.d_norm, batch_axis=axis))
-  raise ValueError(f"Unknown GAN architecture model.arch='{m.arch}'; available: 'mlp', 'dcgan'.")
+  raise InvalidInputError(f"Unknown GAN architecture model.arch='{m.arch}'; available: "
+                          "'mlp', 'dcgan'.")
 
 
 def build_optimizers(config: ml_collections.ConfigDict

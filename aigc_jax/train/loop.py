@@ -19,8 +19,10 @@ from absl import logging
 from aigc_jax.data.batching import stack_batches
 from aigc_jax.data.sources import config_split
 from aigc_jax.data.training_split import training_split
+from aigc_jax.errors import InvalidInputError
 from aigc_jax.train import sharding
 from aigc_jax.train.checkpoint import Checkpointer, WorkdirMismatchError, with_shardings
+from aigc_jax.train.config import validate
 from aigc_jax.train.evaluation import make_split_evaluator
 from aigc_jax.train.family import Family, Spec, TrainStep, get_family
 from aigc_jax.train.metric_writer import MetricWriter
@@ -36,7 +38,8 @@ from aigc_jax.train.step_logger import StepLogger
 def checkpoint_meta(config: ml_collections.ConfigDict, spec: Spec) -> dict:
   """JSON saved beside each state: enough to rebuild the model without the config file.
 
-  The data position needs no entry: batch s is a function of (seed, s), see data/images.py and data/text.py.
+  The data position needs no entry: batch s is a function of (seed, s), see data/images.py
+  and data/text.py.
   """
   return {"config": json.loads(config.to_json_best_effort()), "data_spec": spec.to_json()}
 
@@ -44,7 +47,8 @@ def checkpoint_meta(config: ml_collections.ConfigDict, spec: Spec) -> dict:
 # Settings that make a run what it is: resuming under another value would silently
 # continue a different experiment. The data keys decide what the model learns from.
 RUN_IDENTITY = ("family", "model", "data.name", "data.split", "data.image_folder",
-                "data.corrupt", "data.corrupt_seed", "data.ood_source", "data.exclude")
+                "data.image_size", "data.channels", "data.corrupt", "data.corrupt_seed",
+                "data.ood_source", "data.exclude")
 
 
 def _lookup(config: dict, dotted: str):
@@ -79,8 +83,8 @@ def _truncate_metrics(workdir: str, last_step: int) -> None:
       step = json.loads(line)["step"]
     except (json.JSONDecodeError, KeyError, TypeError):
       if number < len(lines):
-        raise ValueError(f"{path} line {number} is not a metrics record ({line[:80]!r}); "
-                         "repair or delete that line, then rerun.") from None
+        raise InvalidInputError(f"{path} line {number} is not a metrics record ({line[:80]!r}); "
+                                "repair or delete that line, then rerun.") from None
       logging.warning("Dropped the torn last line of %s (%r): a crash or full disk cut "
                       "it short.", path, line[:80])
       continue
@@ -145,6 +149,7 @@ def initial_state(config: ml_collections.ConfigDict, checkpointer: Checkpointer,
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Trains `config` in `workdir` up to `config.num_steps`; returns the last logged scalars."""
+  validate(config)
   family: Family = get_family(config.family)
   mesh = sharding.make_mesh(fsdp=config.fsdp)
   sharding.check_batch_divisible(config.batch_size, mesh)

@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from aigc_jax.errors import InvalidInputError
+
 # loss_fn(params, examples, index) -> (mean loss over the examples, aux of summaries such as
 # means over the examples); index numbers the microbatch (for keys of randomness drawn
 # inside it, such as dropout or augmentation).
@@ -26,8 +28,8 @@ LossFn = Callable[[Any, Any, jax.Array], tuple[jax.Array, Any]]
 def num_microbatches(config: ml_collections.ConfigDict, batch: int) -> int:
   k = config.grad_accum_steps
   if k < 1 or batch % k:
-    raise ValueError(f"--config.grad_accum_steps={k} must divide the batch the step sees "
-                     f"({batch}); pick a divisor of it.")
+    raise InvalidInputError(f"--config.grad_accum_steps={k} must divide the batch the step sees "
+                            f"({batch}); pick a divisor of it.")
   return k
 
 

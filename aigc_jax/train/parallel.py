@@ -20,6 +20,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
+from aigc_jax.errors import InvalidInputError
 from aigc_jax.train import sharding
 from aigc_jax.train.batch_axis import AXIS, batch_axis
 from aigc_jax.train.sharding import fetch
@@ -97,6 +98,6 @@ def make_runner(config: ml_collections.ConfigDict, multi_step: MultiStep, mesh: 
   if not batch_axis(config):
     return ShardedJit(multi_step, mesh, state_sharding)
   if mesh.shape[sharding.FSDP_AXIS] > 1:
-    raise ValueError("--config.fsdp > 1 splits the state with sharded jit; pmap keeps a "
-                     "full copy per device. Use --config.parallel=jit, or --config.fsdp=1.")
+    raise InvalidInputError("--config.fsdp > 1 splits the state with sharded jit; pmap keeps a "
+                            "full copy per device. Use --config.parallel=jit, or --config.fsdp=1.")
   return Pmap(multi_step, mesh)

@@ -17,13 +17,16 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from aigc_jax.errors import InvalidInputError
+
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 def compute_dtype(config: ml_collections.ConfigDict) -> jnp.dtype:
   name = config.compute_dtype
   if name not in COMPUTE_DTYPES:
-    raise ValueError(f"--config.compute_dtype={name!r} is not one of {sorted(COMPUTE_DTYPES)}.")
+    raise InvalidInputError(f"--config.compute_dtype={name!r} is not one of "
+                            f"{sorted(COMPUTE_DTYPES)}.")
   return COMPUTE_DTYPES[name]
 
 

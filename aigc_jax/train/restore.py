@@ -13,6 +13,7 @@ import numpy as np
 from aigc_jax.data.image_grid import to_unit_range
 from aigc_jax.data.sources import spec_from_json
 from aigc_jax.data.text import TextSpec
+from aigc_jax.errors import InvalidInputError, MissingInputError
 from aigc_jax.models.decoding import continuations, generate
 from aigc_jax.train import sharding
 from aigc_jax.train.checkpoint import Checkpointer, abstract_like
@@ -62,7 +63,7 @@ def restore_run(workdir: str, step: int | None = None) -> RestoredRun:
   finally:
     checkpointer.close()
   if restored is None:
-    raise FileNotFoundError(f"No checkpoint under {checkpointer.directory}; train first "
+    raise MissingInputError(f"No checkpoint under {checkpointer.directory}; train first "
                             "with python -m experiments.train --workdir=" + workdir)
   step, (config, spec, family, state) = restored
   return RestoredRun(config=config, spec=spec, family=family, state=state, step=step)
@@ -73,12 +74,14 @@ def requested_labels(run: RestoredRun, num_samples: int, label: int | None = Non
   """The labels to draw: all `label` if given, else balanced; None for unconditional runs."""
   if not is_conditional(run.config):
     if label is not None or balanced:
-      raise ValueError(f"This {run.config.family} run is unconditional; it cannot draw given "
-                       "classes. Train a conditional one (e.g. experiments/configs/cgan.py).")
+      raise InvalidInputError(
+          f"This {run.config.family} run is unconditional; it cannot draw given classes. "
+          "Train a conditional one (e.g. experiments/configs/cgan.py).")
     return None
   num_classes = run.spec.num_classes
   if label is not None and not 0 <= label < num_classes:
-    raise ValueError(f"Label {label} is out of range: this run has classes 0..{num_classes - 1}.")
+    raise InvalidInputError(f"Label {label} is out of range: this run has classes "
+                            f"0..{num_classes - 1}.")
   if label is not None:
     return np.full((num_samples,), label, np.int32)
   return np.asarray(balanced_labels(num_samples, num_classes), np.int32)
@@ -116,7 +119,7 @@ def generate_text(run: RestoredRun, prompts: list[str], num_chars: int, *, seed:
   A continuation ends before the first occurrence of `stop`, if given.
   """
   if not isinstance(run.spec, TextSpec):
-    raise ValueError("This run models images; sample it with --num_samples/--output.")
+    raise InvalidInputError("This run models images; sample it with --num_samples/--output.")
   prompts = [p or "\n" for p in prompts]  # An empty prompt starts a fresh line.
   encoded = [run.spec.encode(p) for p in prompts]
   lengths = np.array([len(e) for e in encoded], np.int32)
@@ -141,9 +144,10 @@ def warm_start(fresh_state: Any, run_dir: str) -> Any:
   the fresh state's shardings. Fails naming the first variable whose shape differs."""
   source = restore_run(run_dir)
   if type(source.state) is not type(fresh_state):
-    raise ValueError(f"--config.init_from={run_dir} is a {source.config.family} run "
-                     f"({type(source.state).__name__}); this run's state is "
-                     f"{type(fresh_state).__name__}. Warm-start from a run of the same family.")
+    raise InvalidInputError(f"--config.init_from={run_dir} is a {source.config.family} run "
+                            f"({type(source.state).__name__}); this run's state is "
+                            f"{type(fresh_state).__name__}. Warm-start from a run of the same "
+                            "family.")
   copied = {}
   for field in (f.name for f in dataclasses.fields(fresh_state)):
     if not _is_trained_variable(field):
@@ -156,14 +160,14 @@ def warm_start(fresh_state: Any, run_dir: str) -> Any:
       if other is None or other.shape != leaf.shape:
         name = f"{field}{jax.tree_util.keystr(path)}"
         found = "absent" if other is None else f"shape {other.shape}"
-        raise ValueError(
+        raise InvalidInputError(
             f"--config.init_from={run_dir} (step {source.step}) does not fit this model: "
             f"{name} is {found} there and {leaf.shape} here. Warm-start from a run with "
             "the same model config.")
     extra = sorted(set(have_shapes) - {path for path, _ in want_shapes})
     if extra:
-      raise ValueError(f"--config.init_from={run_dir} has {field}"
-                       f"{jax.tree_util.keystr(extra[0])}, which this model lacks. "
-                       "Warm-start from a run with the same model config.")
+      raise InvalidInputError(f"--config.init_from={run_dir} has {field}"
+                              f"{jax.tree_util.keystr(extra[0])}, which this model lacks. "
+                              "Warm-start from a run with the same model config.")
     copied[field] = jax.device_put(have, jax.tree.map(lambda x: x.sharding, want))
   return fresh_state.replace(**copied)

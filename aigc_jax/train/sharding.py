@@ -20,6 +20,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from aigc_jax.errors import InvalidInputError
+
 DATA_AXIS = "data"
 FSDP_AXIS = "fsdp"
 BATCH_AXES = (DATA_AXIS, FSDP_AXIS)  # A batch is split over all devices.
@@ -30,8 +32,8 @@ def make_mesh(devices: list[jax.Device] | None = None, fsdp: int = 1) -> Mesh:
   """A `data` x `fsdp` mesh over all (global) devices."""
   devices = jax.devices() if devices is None else devices
   if fsdp < 1 or len(devices) % fsdp:
-    raise ValueError(f"--config.fsdp={fsdp} must divide the {len(devices)} devices; pick a "
-                     f"divisor of {len(devices)} (1 keeps the state replicated).")
+    raise InvalidInputError(f"--config.fsdp={fsdp} must divide the {len(devices)} devices; pick a "
+                            f"divisor of {len(devices)} (1 keeps the state replicated).")
   return Mesh(np.asarray(devices).reshape(-1, fsdp), BATCH_AXES)
 
 
@@ -79,8 +81,8 @@ def fetch(tree: Any) -> Any:
 
 def check_batch_divisible(global_batch: int, mesh: Mesh) -> None:
   if global_batch % mesh.size:
-    raise ValueError(f"batch_size={global_batch} does not split over {mesh.size} devices; "
-                     f"set --config.batch_size to a multiple of {mesh.size}.")
+    raise InvalidInputError(f"batch_size={global_batch} does not split over {mesh.size} devices; "
+                            f"set --config.batch_size to a multiple of {mesh.size}.")
 
 
 def to_global(local_batch: dict[str, np.ndarray], sharding: NamedSharding

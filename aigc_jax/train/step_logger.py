@@ -8,12 +8,13 @@ import jax
 import numpy as np
 from absl import logging
 
+from aigc_jax.errors import UserError
 from aigc_jax.train.checkpoint import Checkpointer
 from aigc_jax.train.metric_writer import MetricWriter
 from aigc_jax.train.sharding import fetch
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(UserError, FloatingPointError):
   """A train-step metric became NaN or infinite; the run stopped before saving it."""
 
 

@@ -9,6 +9,7 @@ import ml_collections
 import optax
 
 from aigc_jax.data.images import ImageSpec
+from aigc_jax.errors import InvalidInputError
 from aigc_jax.losses.vae import binarize, get_likelihood, neg_elbo_terms
 from aigc_jax.models.vae import VAE, ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 from aigc_jax.train import microbatch
@@ -35,7 +36,7 @@ def build_model(config: ml_collections.ConfigDict, spec: ImageSpec) -> VAE:
   if m.arch == "conv":
     return VAE(ConvEncoder(m.latent_dim, tuple(m.channels), m.dense, num_classes),
                ConvDecoder(spec.image_shape, out, tuple(reversed(m.channels)), num_classes))
-  raise ValueError(f"Unknown VAE architecture model.arch='{m.arch}'; use 'mlp' or 'conv'.")
+  raise InvalidInputError(f"Unknown VAE architecture model.arch='{m.arch}'; use 'mlp' or 'conv'.")
 
 
 def _labels(config, batch):

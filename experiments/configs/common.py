@@ -3,10 +3,13 @@ variant checking, the GAN options, and the tiny loop of tests and smoke runs."""
 
 from ml_collections import ConfigDict
 
+from aigc_jax.errors import InvalidInputError
+
 
 def check_variant(config_file: str, variant: str, variants: tuple[str, ...]) -> None:
   if variant not in variants:
-    raise ValueError(f"Unknown variant '{variant}' of {config_file}; pick one of {variants}.")
+    raise InvalidInputError(f"Unknown variant '{variant}' of {config_file}; pick one of "
+                            f"{variants}.")
 
 
 def gan_options(config: ConfigDict) -> ConfigDict:
