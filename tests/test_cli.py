@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from absl import app
 
+from aigc_jax.data.sources import config_split
 from aigc_jax.metrics.run_evaluation import EvalOptions, default_classifier_dir, evaluate_run
 from aigc_jax.train.loop import train_and_evaluate
 from aigc_jax.train.metric_writer import read_metrics
@@ -210,6 +211,50 @@ def test_evaluate_run_scores_gan_samples_in_a_saved_feature_space(image_folder, 
               "hallucination_off_manifold", "near_copy_share"):
     assert 0.0 <= samples[key] <= 1.0, key
   assert first["samples"] == second["samples"]  # Same seed, same classifier: same numbers.
+
+
+def test_a_folder_without_test_split_is_evaluated_on_a_held_out_share(image_folder,
+                                                                     tmp_path):
+  config = cgan.get_config("tiny")
+  config.data.update(name="image_folder", image_folder=image_folder, eval_fraction=0.25,
+                     eval_split="held_out", test_split="held_out")
+  train, held_out = config_split(config, "train"), config_split(config, "held_out")
+  assert (len(train.images), len(held_out.images)) == (24, 8)
+  pixels = lambda data: {image.tobytes() for image in data.images}
+  assert not pixels(train) & pixels(held_out)  # Nothing held out is trained on.
+  whole = config.copy_and_resolve_references()
+  whole.data.eval_fraction = 0.0
+  assert pixels(train) | pixels(held_out) == pixels(config_split(whole, "train"))
+  assert np.array_equal(config_split(config, "held_out").images, held_out.images)
+  workdir = str(tmp_path / "runs" / "cgan")
+  train_and_evaluate(config, workdir)
+  report, _ = evaluate_run(workdir, EvalOptions(num_samples=8))
+  assert report["held_out"].startswith("held_out: 25% of 'train' held out of training")
+  directory = report["feature_classifier"]["directory"]
+  assert os.path.dirname(directory) == str(tmp_path / "runs" / "classifiers")
+  assert os.path.basename(directory).startswith("image_folder-")
+
+
+def test_a_cached_feature_classifier_of_other_data_is_refused(tmp_path):
+  from aigc_jax.data.images import ImageData
+  from aigc_jax.metrics import feature_classifier
+  from aigc_jax.metrics.feature_classifier import load_or_train
+  rng = np.random.default_rng(0)
+  make = lambda: ImageData(rng.integers(0, 255, (40, 8, 8, 1), dtype=np.uint8),
+                           rng.integers(0, 2, 40).astype(np.int32), 2)
+  first, second = make(), make()
+  assert feature_classifier.cache_name("image_folder", first) != feature_classifier.cache_name(
+      "image_folder", second)
+  monkey_settings = feature_classifier.ClassifierSettings(epochs=1, batch_size=8)
+  original = feature_classifier.ClassifierSettings
+  feature_classifier.ClassifierSettings = lambda: monkey_settings
+  try:
+    load_or_train(str(tmp_path), "image_folder", first, first, log=lambda _: None)
+  finally:
+    feature_classifier.ClassifierSettings = original
+  load_or_train(str(tmp_path), "image_folder", first, first, log=lambda _: None)  # Reused.
+  with pytest.raises(ValueError, match="trained on other image_folder data"):
+    load_or_train(str(tmp_path), "image_folder", second, second, log=lambda _: None)
 
 
 def test_the_default_feature_classifier_lives_beside_the_run_folder(tmp_path, monkeypatch):

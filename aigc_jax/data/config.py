@@ -24,6 +24,10 @@ def data_config() -> ConfigDict:
   data.split = "train"
   data.eval_split = "test"  # Held-out split evaluated during training (model selection).
   data.test_split = "test"  # Final held-out split that experiments.evaluate reports on.
+  # > 0: hold this seeded share of `split` out of training, as the split "held_out" (for
+  # datasets without a test split: --config.data.test_split=held_out).
+  data.eval_fraction = 0.0
+  data.split_seed = 0  # Which examples eval_fraction holds out.
   data.data_dir = placeholder(str)  # TFDS data dir; None -> $TFDS_DATA_DIR or default.
   data.manual_dir = placeholder(str)  # Raw files; None -> $AIGC_RAW_DATA_DIR/<name>.
   data.image_folder = placeholder(str)  # ROOT/<split>/<class>/*.png for image_folder.
@@ -55,6 +59,9 @@ DATA_RULES: dict[str, Rule] = {
     "name": NAME, "split": NAME, "eval_split": NAME, "test_split": NAME,
     "data_dir": OPTIONAL_PATH, "manual_dir": OPTIONAL_PATH, "image_folder": OPTIONAL_PATH,
     "corrupt_seed": integer_at_least(0), "ood_source": OPTIONAL_PATH,
+    "eval_fraction": (lambda v: isinstance(v, float) and 0.0 <= v < 1.0,
+                      "a fraction in [0, 1)"),
+    "split_seed": integer_at_least(0),
     "exclude": OPTIONAL_PATH,
     "image_size": (lambda v: v is None or (isinstance(v, int) and v >= 1),
                    "a positive integer, or unset"),

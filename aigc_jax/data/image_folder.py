@@ -69,8 +69,10 @@ def load_image_folder(root: str, split: str, *, image_size: int | None = None,
   """Every image of ROOT/<split>/, checked (see the module docstring), in class order."""
   splits, classes = splits_and_classes(root)
   if split not in splits:
-    raise InvalidInputError(f"Dataset 'image_folder' has no split '{split}'; {root} has "
-                            f"{splits}.")
+    raise InvalidInputError(
+        f"Dataset 'image_folder' has no split '{split}'; {root} has {splits}. To hold out "
+        "part of the training images instead: --config.data.eval_fraction=0.1 "
+        "--config.data.eval_split=held_out --config.data.test_split=held_out.")
   images, labels, paths, problems = [], [], [], []
   for label, name in enumerate(classes):
     folder = os.path.join(root, split, name)

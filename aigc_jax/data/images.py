@@ -24,6 +24,11 @@ from aigc_jax.data.batching import Batch, batches_by_step, local_batch_size
 from aigc_jax.errors import InvalidInputError
 
 
+# Random stream of the held-out draw; see corrupt.CORRUPTION_STREAM (1) and
+# label_issues.FOLD_STREAM (2).
+HELD_OUT_STREAM = 3
+
+
 @dataclasses.dataclass(frozen=True)
 class ImageSpec:
   """What an image model must know of its data; saved with every checkpoint."""
@@ -132,3 +137,16 @@ def load_images(builder: tfds.core.DatasetBuilder, name: str, split: str) -> Ima
   num_classes = label_feature.num_classes if label_feature is not None else 1
   return ImageData(images=np.asarray(arrays["image"], np.uint8),
                    labels=np.asarray(labels, np.int32), num_classes=num_classes)
+
+
+def split_off(data: ImageData, fraction: float, seed: int) -> tuple[ImageData, ImageData]:
+  """(the rest, a seeded `fraction` of the examples): a held-out split for a dataset
+  that has none. The same (fraction, seed) always holds out the same examples."""
+  order = np.random.default_rng([HELD_OUT_STREAM, seed]).permutation(len(data.images))
+  cut = int(round(fraction * len(data.images)))
+  if not 0 < cut < len(data.images):
+    raise InvalidInputError(f"data.eval_fraction={fraction} of {len(data.images)} examples "
+                            "holds out none or all of them; pick a fraction in (0, 1).")
+  held, kept = np.sort(order[:cut]), np.sort(order[cut:])
+  return (ImageData(data.images[kept], data.labels[kept], data.num_classes),
+          ImageData(data.images[held], data.labels[held], data.num_classes))

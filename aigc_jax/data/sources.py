@@ -24,7 +24,7 @@ from jax.experimental import multihost_utils
 from tensorflow_datasets.core.download import download_manager
 
 from aigc_jax.data.image_folder import load_image_folder
-from aigc_jax.data.images import ImageData, ImageSpec, load_images
+from aigc_jax.data.images import ImageData, ImageSpec, load_images, split_off
 from aigc_jax.data.text import TextData, TextSpec, load_text
 from aigc_jax.errors import InvalidInputError, UserError
 
@@ -134,12 +134,39 @@ def load_split(name: str, split: str = "train", *, data_dir: str | None = None,
                      name=f"load_split:{name}:{split}")
 
 
+HELD_OUT = "held_out"  # The split data.eval_fraction holds out of data.split.
+
+
 def config_split(config: ml_collections.ConfigDict, split: str) -> ImageData | TextData:
-  """`load_split` of the dataset that `config.data` names (and `config.block_size`, text)."""
+  """`load_split` of the dataset that `config.data` names (and `config.block_size`, text).
+
+  With `data.eval_fraction` > 0, a seeded share of `data.split` is held out: it is the
+  split named "held_out", and `data.split` is the rest -- for datasets (a user's image
+  folder, say) that have no test split of their own.
+  """
   data = config.data
-  return load_split(data.name, split, data_dir=data.data_dir, manual_dir=data.manual_dir,
-                    image_folder=data.image_folder, block_size=config.get("block_size"),
-                    image_size=data.image_size, channels=data.channels)
+  if split == HELD_OUT and not data.eval_fraction:
+    raise InvalidInputError(f"Split '{HELD_OUT}' is the share of data.split that "
+                            "--config.data.eval_fraction holds out; set that fraction too.")
+  name = data.split if split == HELD_OUT else split
+  loaded = load_split(data.name, name, data_dir=data.data_dir, manual_dir=data.manual_dir,
+                      image_folder=data.image_folder, block_size=config.get("block_size"),
+                      image_size=data.image_size, channels=data.channels)
+  if not data.eval_fraction or name != data.split:
+    return loaded
+  if not isinstance(loaded, ImageData):
+    raise InvalidInputError("data.eval_fraction holds out images; text datasets come with "
+                            "their own validation and test splits.")
+  rest, held_out = split_off(loaded, data.eval_fraction, data.split_seed)
+  return held_out if split == HELD_OUT else rest
+
+
+def describe_split(data: ml_collections.ConfigDict, split: str) -> str:
+  """How a report names a split: as is, or where a held-out one came from."""
+  if split != HELD_OUT:
+    return split
+  return (f"{HELD_OUT}: {data.eval_fraction:.0%} of '{data.split}' held out of training "
+          f"(data.eval_fraction, seed {data.split_seed})")
 
 
 def chief_first(fn: Callable[[], T], name: str) -> T:

@@ -161,15 +161,36 @@ def accuracy(model: FeatureClassifier, params, data: ImageData) -> float:
   return float(np.mean(np.argmax(probs, 1) == data.labels))
 
 
+def data_fingerprint(data: ImageData) -> str:
+  """A short hash of a split's pixels and labels: the identity of the data a classifier
+  was trained on, whatever the dataset is called."""
+  digest = hashlib.sha256(np.ascontiguousarray(data.images).tobytes())
+  digest.update(np.asarray(data.labels, np.int64).tobytes())
+  return digest.hexdigest()[:16]
+
+
+def cache_name(dataset: str, train: ImageData) -> str:
+  """The classifier cache folder's name: the dataset, and for a user's image folder also
+  the content fingerprint, so two different folders never share a classifier."""
+  return f"{dataset}-{data_fingerprint(train)}" if dataset == "image_folder" else dataset
+
+
 def load_or_train(directory: str, dataset: str, train: ImageData, test: ImageData,
                   log=print) -> tuple[FeatureClassifier, dict, dict]:
   """The dataset's feature network from `directory`; trained there once, with the fixed
-  default settings, if the folder has none yet."""
+  default settings, if the folder has none yet. A cached network trained on other data
+  (its card's dataset name or training-data fingerprint differ) is refused."""
+  trained_on = data_fingerprint(train)
   if os.path.isfile(os.path.join(directory, "card.json")):
     model, params, card = load(directory, train.num_classes, train.images.shape[1:])
     if card["dataset"] != dataset:
       raise InvalidInputError(f"{directory} holds the feature classifier of '{card['dataset']}', "
                               f"not '{dataset}'. Point --classifier_dir at the right folder.")
+    if card.get("data_fingerprint", trained_on) != trained_on:
+      raise InvalidInputError(
+          f"{directory} holds a feature classifier trained on other {dataset} data "
+          f"(fingerprint {card['data_fingerprint']}, this training split {trained_on}). "
+          "Point --classifier_dir at a fresh folder, or the one made for this data.")
     return model, params, card
   settings = ClassifierSettings()
   log(f"No feature classifier in {directory}: training one on {dataset} "
@@ -177,7 +198,7 @@ def load_or_train(directory: str, dataset: str, train: ImageData, test: ImageDat
   model, params = train_classifier(train, settings, log)
   card = {"dataset": dataset, "settings": dataclasses.asdict(settings),
           "test_accuracy": accuracy(model, params, test), "fingerprint": fingerprint(params),
-          "train_examples": len(train.images)}
+          "train_examples": len(train.images), "data_fingerprint": trained_on}
   save(directory, params, card)
   log(f"Feature classifier saved to {directory}: test accuracy {card['test_accuracy']:.4f}.")
   return model, params, card

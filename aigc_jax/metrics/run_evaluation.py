@@ -21,7 +21,7 @@ import numpy as np
 from absl import logging
 
 from aigc_jax.data.images import ImageData
-from aigc_jax.data.sources import config_split
+from aigc_jax.data.sources import config_split, describe_split
 from aigc_jax.errors import InvalidInputError
 from aigc_jax.metrics import feature_classifier
 from aigc_jax.metrics.image_report import image_sample_report, real_floor
@@ -62,7 +62,8 @@ def sample_metrics(run: RestoredRun, run_dir: str, options: EvalOptions) -> dict
   dataset = run.config.data.name
   train = config_split(run.config, run.config.data.split)
   test = config_split(run.config, run.config.data.test_split)
-  directory = options.classifier_dir or default_classifier_dir(run_dir, dataset)
+  directory = options.classifier_dir or default_classifier_dir(
+      run_dir, feature_classifier.cache_name(dataset, train))
   model, params, card = feature_classifier.load_or_train(directory, dataset, train, test,
                                                          log=logging.info)
   labels = requested_labels(run, options.num_samples)
@@ -76,7 +77,8 @@ def sample_metrics(run: RestoredRun, run_dir: str, options: EvalOptions) -> dict
   size = min(len(fake_feats), len(train_feats))
   others = np.random.default_rng(options.seed).choice(len(train_feats), size, replace=False)
   return {"samples": report, "real_floor": real_floor(real_feats, train_feats[others]),
-          "feature_classifier": {**card, "directory": directory}}
+          "feature_classifier": {**card, "directory": directory},
+          "held_out": describe_split(run.config.data, run.config.data.test_split)}
 
 
 def _gan_report(run: RestoredRun, run_dir: str, options: EvalOptions) -> dict:
@@ -91,7 +93,7 @@ def _vae_report(run: RestoredRun, run_dir: str, options: EvalOptions) -> dict:
     data = ImageData(data.images[:n], data.labels[:n], data.num_classes)
   report = evaluate_vae(run, data, iwae_k=options.iwae_k, batch_size=options.batch_size,
                         seed=options.seed)
-  report["split"] = split
+  report["split"] = describe_split(run.config.data, split)
   report["figures"] = save_vae_figures(run, data, os.path.join(run_dir, "eval"),
                                        seed=options.seed)
   return {**report, **sample_metrics(run, run_dir, options)}
