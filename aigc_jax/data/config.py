@@ -20,12 +20,13 @@ Rule = tuple[Callable[[Any], bool], str]
 
 def data_config() -> ConfigDict:
   data = ConfigDict()
-  data.name = "mnist"  # A TFDS name, or "image_folder".
+  data.name = "mnist"  # A TFDS name, "image_folder" or "text_file".
   data.split = "train"
   data.eval_split = "test"  # Held-out split evaluated during training (model selection).
   data.test_split = "test"  # Final held-out split that experiments.evaluate reports on.
   # > 0: hold this seeded share of `split` out of training, as the split "held_out" (for
-  # datasets without a test split: --config.data.test_split=held_out).
+  # datasets without a test split: --config.data.test_split=held_out); for text_file, the
+  # share of lines held out as "validation" and "test".
   data.eval_fraction = 0.0
   data.split_seed = 0  # Which examples eval_fraction holds out.
   data.data_dir = placeholder(str)  # TFDS data dir; None -> $TFDS_DATA_DIR or default.
@@ -33,6 +34,8 @@ def data_config() -> ConfigDict:
   data.image_folder = placeholder(str)  # ROOT/<split>/<class>/*.png for image_folder.
   data.image_size = placeholder(int)  # image_folder: resize every image to S x S.
   data.channels = placeholder(int)  # image_folder: convert to 1 (grey) or 3 (RGB).
+  data.text_file = placeholder(str)  # text_file: a UTF-8 corpus; eval_fraction of its lines
+  # are held out as the validation and test splits.
   # Dirty data on purpose (corrupt.py, corrupt_text.py): "kind=rate,..." e.g.
   # "symmetric_labels=0.2".
   data.corrupt = ""
@@ -62,7 +65,7 @@ DATA_RULES: dict[str, Rule] = {
     "eval_fraction": (lambda v: isinstance(v, float) and 0.0 <= v < 1.0,
                       "a fraction in [0, 1)"),
     "split_seed": integer_at_least(0),
-    "exclude": OPTIONAL_PATH,
+    "exclude": OPTIONAL_PATH, "text_file": OPTIONAL_PATH,
     "image_size": (lambda v: v is None or (isinstance(v, int) and v >= 1),
                    "a positive integer, or unset"),
     "channels": (lambda v: v in (None, 1, 3), "1 (grey), 3 (RGB), or unset"),

@@ -26,12 +26,14 @@ from tensorflow_datasets.core.download import download_manager
 from aigc_jax.data.image_folder import load_image_folder
 from aigc_jax.data.images import ImageData, ImageSpec, load_images, split_off
 from aigc_jax.data.text import TextData, TextSpec, load_text
+from aigc_jax.data.text_file import load_text_file
 from aigc_jax.errors import InvalidInputError, UserError
 
 T = TypeVar("T")
 
 RAW_DATA_ENV = "AIGC_RAW_DATA_DIR"
 IMAGE_FOLDER = "image_folder"
+TEXT_FILE = "text_file"
 
 
 class DataUnavailableError(UserError, RuntimeError):
@@ -117,7 +119,8 @@ def _reachable(host: str, timeout_s: float = 3.0) -> bool:
 def load_split(name: str, split: str = "train", *, data_dir: str | None = None,
                manual_dir: str | None = None, image_folder: str | None = None,
                block_size: int | None = None, image_size: int | None = None,
-               channels: int | None = None) -> ImageData | TextData:
+               channels: int | None = None, text_file: str | None = None,
+               eval_fraction: float = 0.0, split_seed: int = 0) -> ImageData | TextData:
   """Loads a whole split into host memory: images (+ labels) or a text as tokens.
 
   These datasets (MNIST-family, CIFAR-10, a user's folder, Tiny Shakespeare) fit in
@@ -125,11 +128,16 @@ def load_split(name: str, split: str = "train", *, data_dir: str | None = None,
   exact, resuming is O(1), and the global batch does not depend on how many processes
   read it. Text needs the model's `block_size` to cut windows. A user's image folder is
   checked file by file, and resized (`image_size`) or converted (`channels`) only when
-  asked (image_folder.py). In a multi-process run, process 0 prepares the dataset before
-  the others read it.
+  asked (image_folder.py); a user's text file is split by lines (text_file.py). In a
+  multi-process run, process 0 prepares the dataset before the others read it.
   """
   if name == IMAGE_FOLDER:
     return load_image_folder(image_folder, split, image_size=image_size, channels=channels)
+  if name == TEXT_FILE:
+    if block_size is None:
+      raise InvalidInputError("Dataset 'text_file' is text; its config needs a `block_size`.")
+    return load_text_file(text_file, split, block_size=block_size,
+                          eval_fraction=eval_fraction, seed=split_seed)
   return chief_first(lambda: _load_split(name, split, data_dir, manual_dir, block_size),
                      name=f"load_split:{name}:{split}")
 
@@ -151,8 +159,10 @@ def config_split(config: ml_collections.ConfigDict, split: str) -> ImageData | T
   name = data.split if split == HELD_OUT else split
   loaded = load_split(data.name, name, data_dir=data.data_dir, manual_dir=data.manual_dir,
                       image_folder=data.image_folder, block_size=config.get("block_size"),
-                      image_size=data.image_size, channels=data.channels)
-  if not data.eval_fraction or name != data.split:
+                      image_size=data.image_size, channels=data.channels,
+                      text_file=data.text_file, eval_fraction=data.eval_fraction,
+                      split_seed=data.split_seed)
+  if not data.eval_fraction or name != data.split or data.name == TEXT_FILE:
     return loaded
   if not isinstance(loaded, ImageData):
     raise InvalidInputError("data.eval_fraction holds out images; text datasets come with "

@@ -47,7 +47,7 @@ def checkpoint_meta(config: ml_collections.ConfigDict, spec: Spec) -> dict:
 # Settings that make a run what it is: resuming under another value would silently
 # continue a different experiment. The data keys decide what the model learns from.
 RUN_IDENTITY = ("family", "model", "data.name", "data.split", "data.image_folder",
-                "data.image_size", "data.channels", "data.eval_fraction",
+                "data.text_file", "data.image_size", "data.channels", "data.eval_fraction",
                 "data.split_seed", "data.corrupt", "data.corrupt_seed", "data.ood_source",
                 "data.exclude")
 
