@@ -29,6 +29,7 @@ cd "$(dirname "$(readlink -f "$0")")"
 usage() { sed -n '2,25s/^# \{0,1\}//p' "$0"; }
 fail() { echo "launch.sh: $*" >&2; exit 2; }
 
+TERM_GRACE_S=${TERM_GRACE_S:-120}
 mode=single num_processes=1 devices_per_process="" gpus_per_process="" nodes=1 gpus_per_node=8
 run=0
 tpu_name="" tpu_zone=""
@@ -96,7 +97,10 @@ run_local() {
     pids+=($!)
   done
   echo "launch.sh: $num_processes processes (pids ${pids[*]}), logs in $logs/" >&2
-  trap 'kill -TERM "${pids[@]}" 2>/dev/null || true' TERM INT
+  # SIGTERM is forwarded; a run too stuck to save and exit within TERM_GRACE_S (a process
+  # blocked in a collective) is then killed, and launch.sh exits non-zero.
+  trap 'kill -TERM "${pids[@]}" 2>/dev/null || true
+        (sleep "$TERM_GRACE_S"; kill -KILL "${pids[@]}" 2>/dev/null || true) &' TERM INT
   local -A running=()
   for ((i = 0; i < num_processes; i++)); do running[${pids[$i]}]=$i; done
   while ((${#running[@]})); do

@@ -89,6 +89,32 @@ def _fmt(x) -> str:
   return "-" if x is None else f"{x:.3f}" if isinstance(x, float) else f"{x:,}"
 
 
+def summary(results: list[dict]) -> str:
+  """One table per (dataset, corruption): every filter's mean over the runs (the corrupt
+  seeds), with the range across them."""
+  groups = {}
+  for r in results:
+    groups.setdefault((r["dataset"], r["corrupt"]), []).append(r)
+  lines = []
+  for (dataset, corrupt), runs in groups.items():
+    seeds = ", ".join(str(r["corrupt_seed"]) for r in runs)
+    lines += [f"### {dataset}, `{corrupt}`: mean (range) over corrupt_seed {seeds}", "",
+              "| cleanlab filter_by | precision | recall | flagged | seconds |",
+              "|---|---|---|---|---|"]
+    for i, method in enumerate(label_issues.FILTERS):
+      rows = [r["filters"][i] for r in runs]
+      cells = []
+      for key, form in (("precision", ".3f"), ("recall", ".3f"), ("flagged", ",.0f"),
+                        ("seconds", ".2f")):
+        values = [row[key] for row in rows]
+        cells.append(f"{np.mean(values):{form}} ({min(values):{form}}-{max(values):{form}})"
+                     if len(values) > 1 else f"{values[0]:{form}}")
+      lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    accuracy = [r["accuracy"]["true"] for r in runs]
+    lines += ["", f"Out-of-sample accuracy on the true labels: {np.mean(accuracy):.3f}.", ""]
+  return "\n".join(lines)
+
+
 def markdown(results: list[dict]) -> str:
   lines = []
   for r in results:
@@ -132,7 +158,7 @@ def main(argv):
     if _DATALAB.value:
       result["datalab"] = datalab_rows(data, probs, truth, report)
     results.append(result)
-  text = markdown(results)
+  text = summary(results) + "\n## Each run\n\n" + markdown(results)
   print(text)
   if _OUTPUT.value:
     with open(_OUTPUT.value, "w") as f:

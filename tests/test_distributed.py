@@ -120,7 +120,7 @@ def test_fsdp_stores_a_slice_of_each_array_per_device():
 
 def test_unknown_parallel_mode_is_refused(tiny_config, tmp_path):
   tiny_config.parallel = "pjit"
-  with pytest.raises(ValueError, match="is not one of"):
+  with pytest.raises(ValueError, match="must be one of"):
     train_and_evaluate(tiny_config, str(tmp_path))
 
 

@@ -260,3 +260,40 @@ def test_killed_at_five_random_points_the_run_ends_bit_identical(tiny_config, im
   grid = os.path.join("samples", "step_0000120.png")
   assert open(os.path.join(workdir, grid), "rb").read() == open(
       os.path.join(reference, grid), "rb").read()
+
+
+def test_the_stall_watchdog_ends_a_run_whose_steps_stop_and_spares_one_that_steps():
+  from aigc_jax.train.watchdog import STALL_EXIT_STATUS, StallWatchdog
+
+  exits = []
+  with StallWatchdog(0.4, lambda: "process 1 of 2", exit_process=exits.append) as watchdog:
+    for step in range(10):  # Progressing: a beat every 0.1 s.
+      watchdog.beat(step)
+      time.sleep(0.1)
+    assert not exits
+    time.sleep(1.0)  # Stuck after step 9.
+  assert exits == [STALL_EXIT_STATUS]
+  with StallWatchdog(0, lambda: "", exit_process=exits.append):  # Off.
+    time.sleep(0.2)
+  assert exits == [STALL_EXIT_STATUS]
+
+
+def test_launcher_kills_processes_that_outlive_the_sigterm_grace(image_folder, tmp_path):
+  """With no grace at all, SIGTERM to launch.sh ends its processes at once, non-zero: what
+  a process stuck in a collective (which cannot act on SIGTERM) gets after TERM_GRACE_S."""
+  from tests.test_cli import folder_flags, saved_steps
+
+  workdir = str(tmp_path / "run")
+  launcher = subprocess.Popen(
+      [os.path.join(REPO_ROOT, "launch.sh"), "local", "1", "--",
+       *folder_flags(image_folder, workdir, num_steps=1_000_000, checkpoint_every=20,
+                     log_every=10, sample_every=1_000_000)],
+      cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+      env={**os.environ, "TERM_GRACE_S": "0"})
+  deadline = time.time() + 120
+  while not saved_steps(workdir):
+    assert launcher.poll() is None and time.time() < deadline
+    time.sleep(0.1)
+  launcher.send_signal(signal.SIGTERM)
+  assert launcher.wait(timeout=60) != 0
+  assert "exited with status" in launcher.stderr.read()

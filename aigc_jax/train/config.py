@@ -34,6 +34,9 @@ def loop_config() -> ConfigDict:
   # Another run's folder: a fresh run starts from its parameters (not its optimiser state
   # or step). The same model is required; a resumable checkpoint in --workdir wins.
   config.init_from = placeholder(str)
+  # Multi-process runs: seconds without a new step after which a process that is waiting
+  # in a collective on a stuck peer exits with an error (watchdog.py); 0 = never.
+  config.stall_timeout_s = 600
   return config
 
 
@@ -46,6 +49,7 @@ LOOP_RULES: dict[str, Rule] = {
     "num_grid_samples": integer_at_least(1), "checkpoint_every": integer_at_least(0),
     "keep_checkpoints": integer_at_least(1), "eval_every": integer_at_least(0),
     "eval_batch_size": integer_at_least(1), "init_from": OPTIONAL_PATH,
+    "stall_timeout_s": integer_at_least(0),
 }
 
 

@@ -33,6 +33,7 @@ from aigc_jax.train.rng import stream
 from aigc_jax.train.sample_output import grid_columns, save_samples
 from aigc_jax.train.sharding import fetch
 from aigc_jax.train.step_logger import StepLogger
+from aigc_jax.train.watchdog import StallWatchdog
 
 
 def checkpoint_meta(config: ml_collections.ConfigDict, spec: Spec) -> dict:
@@ -201,10 +202,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                  data.describe(), start_step, config.num_steps, mesh.size,
                  type(runner).__name__, config.steps_per_call)
     step = start_step
-    with preemption_notice() as preemption:
+    stall_timeout = config.stall_timeout_s if jax.process_count() > 1 else 0
+    where = lambda: f"process {jax.process_index()} of {jax.process_count()}"
+    with preemption_notice() as preemption, StallWatchdog(stall_timeout, where) as watchdog:
       for call_index, size in enumerate(chunks):
         before, step = step, step + size
         state, metrics = runner.step(state, next(batches), train_rng)
+        watchdog.beat(step)
         logger.add(before + 1, runner.metrics(metrics))
         last = step == config.num_steps
         if crossed(config.log_every, before, step) or last:
