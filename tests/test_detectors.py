@@ -186,3 +186,25 @@ def test_outliers_are_the_unconfident_and_the_improbable():
                                            confidence_ratio=0.6, z_threshold=3.5)
   assert sorted(flagged) == [3, 7, 10, 20, 50, 60, 70]
   assert counts["far_from_neighbours"] == 2
+
+
+def test_pixel_statistics_single_out_inverted_occluded_and_blurred_digits():
+  rng = np.random.default_rng(0)
+  images = np.zeros((300, 16, 16, 1), np.uint8)
+  for image in images:  # A stroke across and one down, of random place, length and width.
+    row, col, length, width = rng.integers(2, 11), rng.integers(2, 11), rng.integers(9, 13), 2
+    image[row:row + width, 2:2 + length] = rng.integers(180, 256)
+    image[2:2 + length, col:col + width] = rng.integers(180, 256)
+  images[0] = 255 - images[0]  # Inverted.
+  images[1, :8, :8] = 255  # Occluded.
+  images[2] = np.clip(np.round(corrupt.gaussian_blur(images[2:3].astype(np.float32), 1.5)),
+                      0, 255)[0]  # Blurred.
+  z = {name: outliers.robust_z(score)
+       for name, score in outliers.pixel_statistics(images).items()}
+  assert z["bright"][0] > 3.5 and z["bright"][1] > 3.5 and z["unsharp"][2] > 3.5
+  clean_flags = (z["bright"][3:] > 3.5) | (z["unsharp"][3:] > 3.5)
+  assert clean_flags.mean() < 0.02
+  flagged, counts = outliers.find_outliers(None, None, confidence_ratio=1 / 3,
+                                           z_threshold=3.5,
+                                           pixel_scores=outliers.pixel_statistics(images))
+  assert {0, 1, 2} <= set(flagged.tolist()) and set(counts) == {"high_bright", "high_unsharp"}

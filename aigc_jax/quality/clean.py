@@ -102,13 +102,15 @@ def _image_detectors(config, data: ImageData, names, neg_elbo, log):
     results["label_issues"] = (issues, issues, {
         "method": label_issues.library_card(config.label_filter, config.label_ranking),
         "out_of_sample_accuracy_on_given_labels": float(np.mean(probs.argmax(1) == data.labels))})
+  pixel_scores = outliers.pixel_statistics(data.images) if config.pixel_statistics else {}
   if "outliers" in names:
     flagged, counts = outliers.find_outliers(probs, neg_elbo, neighbour_distance,
                                              confidence_ratio=config.confidence_ratio,
-                                             z_threshold=config.outlier_z)
+                                             z_threshold=config.outlier_z,
+                                             pixel_scores=pixel_scores)
     results["outliers"] = (flagged, flagged, counts)
   scores = {"out_of_sample_probs": probs, "neighbour_distance": neighbour_distance,
-            "neg_elbo": neg_elbo}
+            "neg_elbo": neg_elbo, **pixel_scores}
   return results, {name: score for name, score in scores.items() if score is not None}
 
 

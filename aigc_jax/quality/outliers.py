@@ -14,7 +14,14 @@ Three scores, each with a threshold that adapts to the split:
   with each other (Fashion-MNIST items among digits score *lower* than clean digits,
   ROC AUC 0.33);
 - neg_elbo: a VAE's per-example negative ELBO with a robust z-score (median and MAD) above
-  `z_threshold` -- pixels the generative model finds improbable (noise, blur).
+  `z_threshold` -- pixels the generative model finds improbable (noise);
+- pixel statistics (`pixel_statistics`), for dark-background images such as digits: mean
+  brightness (inverted and occluded digits are far brighter than the rest) and
+  unsharpness, -log of the Laplacian's energy per bright pixel (blurred digits lose their
+  edges), each with a robust z-score above `z_threshold`. On MNIST with every corruption
+  kind at 2 % they take outlier recall from 0.71 to 0.94 at precision 0.92 -> 0.94
+  (docs/data_quality.md); a VAE finds blur *likely*, the classifiers still recognise
+  occluded and inverted digits, and these two numbers see both.
 An example is an outlier when any score flags it; outliers are ranked by their mean rank
 percentile over the scores.
 """
@@ -51,9 +58,21 @@ def rank_percentiles(score: np.ndarray) -> np.ndarray:
   return np.argsort(np.argsort(score, kind="stable"), kind="stable") / max(len(score) - 1, 1)
 
 
+def pixel_statistics(images: np.ndarray) -> dict[str, np.ndarray]:
+  """{"bright": mean brightness, "unsharp": -log Laplacian energy per bright pixel}, (N,)
+  each, of uint8 images (N, H, W, C), channels averaged."""
+  x = images.astype(np.float32).mean(-1) / 255.0  # (N, H, W)
+  laplacian = (4 * x[:, 1:-1, 1:-1] - x[:, :-2, 1:-1] - x[:, 2:, 1:-1]
+               - x[:, 1:-1, :-2] - x[:, 1:-1, 2:])
+  bright_share = (x > 0.5).mean((1, 2)) + 1e-3
+  return {"bright": x.mean((1, 2)),
+          "unsharp": -np.log((laplacian**2).mean((1, 2)) / bright_share + 1e-6)}
+
+
 def find_outliers(probs: np.ndarray | None, neg_elbo: np.ndarray | None,
                   neighbour_distance: np.ndarray | None = None, *, confidence_ratio: float,
-                  z_threshold: float) -> tuple[np.ndarray, dict]:
+                  z_threshold: float, pixel_scores: dict[str, np.ndarray] | None = None
+                  ) -> tuple[np.ndarray, dict]:
   """Flagged ids (most unusual first) and how many each score flagged."""
   flagged, scores, counts = [], [], {}
 
@@ -64,8 +83,9 @@ def find_outliers(probs: np.ndarray | None, neg_elbo: np.ndarray | None,
 
   if probs is not None:
     add("unconfident", unconfident(probs, confidence_ratio), 1.0 - probs.max(1))
+  extra = [(f"high_{name}", score) for name, score in (pixel_scores or {}).items()]
   for name, score in (("far_from_neighbours", neighbour_distance),
-                      ("high_neg_elbo", neg_elbo)):
+                      ("high_neg_elbo", neg_elbo), *extra):
     if score is not None:
       add(name, np.flatnonzero(robust_z(score) > z_threshold), score)
   if not flagged:

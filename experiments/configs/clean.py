@@ -43,6 +43,9 @@ def get_config(variant: str = "mnist") -> ConfigDict:
   config.confidence_ratio = 1 / 3  # Outlier: max p(y|x) below this x the median max p.
   config.neighbours = 20  # Outlier: k of the k-th nearest training example in features.
   config.outlier_z = 3.5  # Outlier: neighbour distance or VAE -ELBO robust z above this.
+  # Outlier: brightness and unsharpness robust z too (outliers.pixel_statistics); made and
+  # measured for digits on a dark background, so off for other data.
+  config.pixel_statistics = variant in ("mnist", "tiny")
   config.grid_examples = 16  # Top flagged examples per detector in flagged.png.
   if variant == "tiny":
     config.cv_folds, config.cv_epochs, config.embedding_dims = 2, 1, 8
