@@ -1,6 +1,7 @@
 """Dirty-data detectors on small sets where the right answer is known."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -144,15 +145,22 @@ def test_cleaning_report_scores_detectors_against_ground_truth():
   assert len(exclude) == 40  # One member of each of the 40 planted pairs.
 
 
-def test_clean_data_cli_writes_report_grid_and_exclude_file(image_folder, tmp_path):
+def run_clean_data(variant: str, workdir, *flags: str) -> dict:
+  """experiments.clean_data as a user runs it; returns its report.json."""
   result = subprocess.run(
       [sys.executable, "-m", "experiments.clean_data",
-       "--config=experiments/configs/clean.py:tiny", f"--workdir={tmp_path}",
-       "--config.data.name=image_folder", f"--config.data.image_folder={image_folder}",
-       "--config.data.corrupt=symmetric_labels=0.25,exact_duplicate=0.25"],
+       f"--config=experiments/configs/clean.py:{variant}", f"--workdir={workdir}", *flags],
       cwd=REPO_ROOT, capture_output=True, text=True)
   assert result.returncode == 0, result.stderr[-3000:]
-  report = json.load(open(tmp_path / "report.json"))
+  with open(os.path.join(workdir, "report.json")) as f:
+    return json.load(f)
+
+
+def test_clean_data_cli_writes_report_grid_and_exclude_file(image_folder, tmp_path):
+  report = run_clean_data(
+      "tiny", tmp_path, "--config.data.name=image_folder",
+      f"--config.data.image_folder={image_folder}",
+      "--config.data.corrupt=symmetric_labels=0.25,exact_duplicate=0.25")
   assert report["injected"] == {"clean": 16, "symmetric_labels": 8, "exact_duplicate": 8}
   assert set(report["detectors"]) == {"exact_duplicates", "near_duplicates", "label_issues",
                                       "outliers"}

@@ -1,10 +1,7 @@
 """A user's own text file: decoding, line ends, held-out lines, named errors, and a run
 trained, cleaned and evaluated on it."""
 
-import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,7 +12,7 @@ from aigc_jax.errors import InvalidInputError, MissingInputError
 from aigc_jax.metrics.run_evaluation import EvalOptions, evaluate_run
 from aigc_jax.train.loop import train_and_evaluate
 from experiments.configs import char_gpt
-from tests.conftest import REPO_ROOT
+from tests.test_detectors import run_clean_data
 
 LINES = [f"line {i}: the quick brown fox jumps over the lazy dog é" for i in range(200)]
 
@@ -70,15 +67,9 @@ def test_a_language_model_trains_cleans_and_evaluates_on_a_text_file(corpus, tmp
                                                 text_chars=16))
   assert report["validation_bits_per_char"] > 0 and report["test_bits_per_char"] > 0
   assert 0.0 <= report["samples"]["invented_word_rate"] <= 1.0
-  result = subprocess.run(
-      [sys.executable, "-m", "experiments.clean_data",
-       "--config=experiments/configs/clean.py:shakespeare", f"--workdir={tmp_path / 'c'}",
-       "--config.data.name=text_file", f"--config.data.text_file={corpus}",
-       "--config.data.corrupt=garbage_lines=0.05"],
-      cwd=REPO_ROOT, capture_output=True, text=True)
-  assert result.returncode == 0, result.stderr[-3000:]
-  with open(tmp_path / "c" / "report.json") as f:
-    cleaned = json.load(f)
+  cleaned = run_clean_data("shakespeare", tmp_path / "c", "--config.data.name=text_file",
+                           f"--config.data.text_file={corpus}",
+                           "--config.data.corrupt=garbage_lines=0.05")
   assert cleaned["detectors"]["garbage_lines"]["vs_ground_truth"]["recall"] > 0.5
   assert np.load(tmp_path / "c" / "exclude.npy").size > 0
   assert os.path.exists(tmp_path / "c" / "flagged_lines.txt")
