@@ -132,6 +132,20 @@ def test_resuming_on_other_training_data_is_refused_by_name(key, value, tiny_con
     train_and_evaluate(tiny_config, str(tmp_path))
 
 
+def test_a_checkpoint_older_than_the_data_keys_still_resumes(tiny_config, tmp_path):
+  """Keys added since a checkpoint was written count as their defaults."""
+  train_and_evaluate(tiny_config, str(tmp_path))  # Checkpoints at 2 and 4.
+  path = tmp_path / "checkpoints" / "4" / "meta" / "metadata"
+  meta = json.loads(path.read_text())
+  for key in ("eval_fraction", "split_seed", "image_size", "channels", "text_file"):
+    del meta["config"]["data"][key]
+  del meta["config"]["stall_timeout_s"]
+  path.write_text(json.dumps(meta))
+  tiny_config.num_steps = 6
+  train_and_evaluate(tiny_config, str(tmp_path))
+  assert restore_run(str(tmp_path)).step == 6
+
+
 def test_resuming_on_another_image_folder_is_refused_by_name(tiny_config, tmp_path):
   train_and_evaluate(tiny_config, str(tmp_path / "run"))
   tiny_config.data.image_folder = write_image_folder(str(tmp_path / "other"), seed=1)

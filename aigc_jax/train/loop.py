@@ -22,7 +22,7 @@ from aigc_jax.data.training_split import training_split
 from aigc_jax.errors import InvalidInputError
 from aigc_jax.train import sharding
 from aigc_jax.train.checkpoint import Checkpointer, WorkdirMismatchError, with_shardings
-from aigc_jax.train.config import validate
+from aigc_jax.train.config import validate, with_defaults
 from aigc_jax.train.evaluation import make_split_evaluator
 from aigc_jax.train.family import Family, Spec, TrainStep, get_family
 from aigc_jax.train.metric_writer import MetricWriter
@@ -60,8 +60,11 @@ def _lookup(config: dict, dotted: str):
 
 
 def check_same_model(config: ml_collections.ConfigDict, meta: dict, path: str) -> None:
-  """Refuses to resume a checkpoint written for another model or other training data."""
-  saved, wanted = meta["config"], json.loads(config.to_json_best_effort())
+  """Refuses to resume a checkpoint written for another model or other training data.
+
+  A key the checkpoint predates counts as its default, so older runs still resume."""
+  saved = json.loads(with_defaults(meta["config"]).to_json_best_effort())
+  wanted = json.loads(config.to_json_best_effort())
   for key in RUN_IDENTITY:
     if _lookup(saved, key) != _lookup(wanted, key):
       raise WorkdirMismatchError(
