@@ -19,12 +19,12 @@ from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from jax.experimental import multihost_utils
 
 from aigc_jax.errors import MissingInputError, UserError
+from aigc_jax.train.sharding import fetch
 
 T = TypeVar("T")
 
@@ -72,16 +72,11 @@ def _checksums_and_finite(state: Any) -> tuple[Any, jax.Array]:
           jnp.all(jnp.stack(finite)) if finite else jnp.bool_(True))
 
 
-def _host(x: jax.Array) -> np.ndarray:
-  return np.asarray(x.addressable_data(0))
-
-
 def array_checksums(state: Any) -> tuple[dict[str, int], bool]:
   """({array path: checksum}, whether every float array is finite) of a state."""
-  checksums, finite = _checksums_and_finite(state)
-  paths = _paths(checksums)
-  return ({path: int(_host(c)) for path, c in zip(paths, jax.tree.leaves(checksums))},
-          bool(_host(finite)))
+  checksums, finite = fetch(_checksums_and_finite(state))
+  return ({path: int(c) for path, c in zip(_paths(checksums), jax.tree.leaves(checksums))},
+          bool(finite))
 
 
 class Checkpointer:
