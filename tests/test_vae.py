@@ -29,6 +29,18 @@ def test_kl_matches_the_closed_form_by_hand_and_monte_carlo():
   np.testing.assert_allclose(monte_carlo, by_hand, rtol=0.02)
 
 
+def test_kl_to_a_class_prior_matches_monte_carlo_and_is_zero_at_the_prior():
+  mean, logvar = jnp.array([[1.0, -2.0]]), jnp.array([[0.0, np.log(4.0)]])
+  prior_mean, prior_logvar = jnp.array([[0.5, 1.0]]), jnp.array([[np.log(2.0), -1.0]])
+  z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(jax.random.key(0), (200_000, 2))
+  monte_carlo = jnp.mean(diagonal_gaussian_log_density(z, mean, logvar)
+                         - diagonal_gaussian_log_density(z, prior_mean, prior_logvar))
+  np.testing.assert_allclose(gaussian_kl(mean, logvar, prior_mean, prior_logvar),
+                             [monte_carlo], rtol=0.02)
+  np.testing.assert_allclose(gaussian_kl(prior_mean, prior_logvar, prior_mean, prior_logvar),
+                             [0.0], atol=1e-6)
+
+
 def test_gaussian_log_density_matches_the_formula():
   z, mean, logvar = jnp.array([[0.5, -1.0]]), jnp.array([[0.0, 1.0]]), jnp.array([[0.0, 1.0]])
   var = np.exp([0.0, 1.0])
@@ -74,6 +86,7 @@ VARIANTS = {
     "conv": (tiny(arch="conv"), (8, 8, 1)),
     "cvae_mlp": (tiny(conditional=True), (8, 8, 1)),
     "cvae_conv": (tiny(arch="conv", conditional=True), (8, 8, 1)),
+    "cvae_mlp_class_prior": (tiny(conditional=True, class_prior=True), (8, 8, 1)),
     "conv_rgb_discretized": (tiny(arch="conv", top={"likelihood": "discretized_gaussian"}),
                              (8, 8, 3)),
     "binarized": (tiny(top={"binarize": True}), (8, 8, 1)),
@@ -149,3 +162,32 @@ def test_vae_run_logs_held_out_elbo_and_evaluates(image_folder, tmp_path):
   paths = save_vae_figures(run, ImageData(np.zeros((32, 8, 8, 1), np.uint8),
                                           np.zeros(32, np.int32), 2), str(tmp_path / "eval"))
   assert len(paths) == 3
+
+
+def test_class_prior_starts_at_the_standard_normal_and_sampling_draws_from_it():
+  config, shape = VARIANTS["cvae_mlp_class_prior"]
+  spec = ImageSpec(shape, 3)
+  model = vae.build_model(config, spec)
+  state = vae.create_state(config, jax.random.key(0), spec)
+  plain = vae.build_model(VARIANTS["cvae_mlp"][0], spec)
+  images = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (8, *shape)), jnp.float32)
+  labels = jnp.arange(8) % 3
+  eps = jax.random.normal(jax.random.key(1), (8, config.model.latent_dim))
+  shared = {k: v for k, v in state.params.items() if k != "class_prior"}
+  # Untrained, p(z|y) = N(0, I): the ELBO is the plain CVAE's with the same weights.
+  np.testing.assert_allclose(neg_elbo(model, state.params, images, labels, eps, "bernoulli"),
+                             neg_elbo(plain, shared, images, labels, eps, "bernoulli"),
+                             rtol=1e-6)
+  # Move class 2's prior far away: its samples are decoded from there, the others are not.
+  params = jax.tree_util.tree_map(lambda x: x, state.params)
+  params["class_prior"]["mean"]["embedding"] = (
+      params["class_prior"]["mean"]["embedding"].at[2].set(50.0))
+  z = model.apply({"params": params}, labels, eps, method=model.sample_prior)
+  np.testing.assert_allclose(z[labels == 2], eps[labels == 2] + 50.0, rtol=1e-6)
+  np.testing.assert_allclose(z[labels != 2], eps[labels != 2], rtol=1e-6)
+  # IWAE uses the same prior: k = 1 still estimates the ELBO under it.
+  elbo = -float(jnp.mean(neg_elbo(model, params, images, labels, eps, "bernoulli")))
+  iwae = [float(jnp.mean(iwae_log_likelihood(model, params, images, labels,
+                                             jax.random.key(2), "bernoulli", k, 50)))
+          for k in (1, 200)]
+  assert abs(iwae[0] - elbo) < 0.05 * abs(elbo) and elbo < iwae[1]

@@ -74,23 +74,28 @@ def get_likelihood(name: str) -> Likelihood:
                             f"{sorted(LIKELIHOODS)}.") from None
 
 
-def gaussian_kl(mean: jnp.ndarray, logvar: jnp.ndarray) -> jnp.ndarray:
-  """KL(N(mean, exp(logvar)) || N(0, I)) in closed form, per example."""
-  return 0.5 * jnp.sum(jnp.exp(logvar) + mean**2 - 1.0 - logvar, axis=-1)
+def gaussian_kl(mean: jnp.ndarray, logvar: jnp.ndarray, prior_mean: jnp.ndarray | float = 0.0,
+                prior_logvar: jnp.ndarray | float = 0.0) -> jnp.ndarray:
+  """KL(N(mean, exp(logvar)) || N(prior_mean, exp(prior_logvar))) in closed form, per
+  example; the prior defaults to N(0, I)."""
+  return 0.5 * jnp.sum(prior_logvar - logvar - 1.0
+                       + (jnp.exp(logvar) + (mean - prior_mean) ** 2) * jnp.exp(-prior_logvar),
+                       axis=-1)
 
 
 def neg_elbo_terms(model, params, images: jnp.ndarray, labels: jnp.ndarray | None,
                    eps: jnp.ndarray, likelihood_name: str
                    ) -> tuple[jnp.ndarray, jnp.ndarray]:
-  """Per-example -log p(x|z) at z = mean + sigma * eps, and KL(q(z|x) || p(z)), each (B,).
+  """Per-example -log p(x|z) at z = mean + sigma * eps, and KL(q(z|x) || p(z)), each (B,)
+  (p(z|y) for a VAE with a class prior).
 
   `model` is a VAE (aigc_jax.models.vae) whose call takes (images, labels, eps); the
   caller draws eps ~ N(0, I), (B, latent), so training, evaluation and outlier scores
   control their own randomness.
   """
-  likelihood_params, mean, logvar = model.apply({"params": params}, images, labels, eps)
+  likelihood_params, posterior, prior = model.apply({"params": params}, images, labels, eps)
   recon = -get_likelihood(likelihood_name).log_prob(likelihood_params, images)
-  return recon, gaussian_kl(mean, logvar)
+  return recon, gaussian_kl(*posterior, *prior)
 
 
 def neg_elbo(model, params, images: jnp.ndarray, labels: jnp.ndarray | None,

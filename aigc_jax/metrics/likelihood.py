@@ -26,6 +26,8 @@ def iwae_log_likelihood(model: VAE, params, images, labels, rng, likelihood_name
   likelihood = get_likelihood(likelihood_name)
   mean, logvar = model.apply({"params": params}, images, labels, method=VAE.encode)
   batch, latent = mean.shape
+  prior_mean, prior_logvar = model.apply({"params": params}, labels, mean.shape,
+                                         method=VAE.prior)
 
   def log_weights(key):  # -> (chunk_size, B)
     z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, (chunk_size, batch, latent))
@@ -35,7 +37,7 @@ def iwae_log_likelihood(model: VAE, params, images, labels, rng, likelihood_name
     tiled = jnp.broadcast_to(images, (chunk_size, *images.shape)).reshape(
         (chunk_size * batch, *images.shape[1:]))
     log_px = likelihood.log_prob(decoded, tiled).reshape((chunk_size, batch))
-    log_pz = diagonal_gaussian_log_density(z, 0.0, jnp.zeros_like(z))
+    log_pz = diagonal_gaussian_log_density(z, prior_mean, prior_logvar)
     log_qz = diagonal_gaussian_log_density(z, mean, logvar)
     return log_px + log_pz - log_qz
 

@@ -3,7 +3,10 @@
 A VAE maps an image to the mean and log-variance of a diagonal Gaussian posterior q(z|x)
 and maps a latent back to the parameters of p(x|z) (per-pixel logits or means). The
 likelihood itself lives in `aigc_jax/losses/vae.py`, so any backbone pairs with any one.
-Conditioning (CVAE) feeds a one-hot label to both encoder and decoder.
+Conditioning (CVAE) feeds a one-hot label to both encoder and decoder, and may give each
+class its own learned Gaussian prior p(z|y) (`ClassPrior`): the encoder then need not
+squeeze every class into one N(0, I), and a prior sample for class y lands where the
+decoder has seen class y, instead of in a region it learned for another digit.
 """
 
 from __future__ import annotations
@@ -94,20 +97,49 @@ class ConvDecoder(nn.Module):
     return nn.Conv(c * self.out_per_pixel, (3, 3))(x)
 
 
+class ClassPrior(nn.Module):
+  """p(z|y) = N(mean_y, diag exp(logvar_y)), one learned Gaussian per class; starts at N(0, I)."""
+
+  num_classes: int
+  latent_dim: int
+
+  @nn.compact
+  def __call__(self, labels):
+    table = lambda name: nn.Embed(self.num_classes, self.latent_dim,
+                                  embedding_init=nn.initializers.zeros, name=name)(labels)
+    return table("mean"), table("logvar")
+
+
 class VAE(nn.Module):
-  """encoder(x, y) -> (mean, logvar); decoder(z, y) -> likelihood parameters."""
+  """encoder(x, y) -> (mean, logvar); decoder(z, y) -> likelihood parameters; prior p(z|y)
+  is N(0, I), or `class_prior`'s Gaussian for the label when one is given."""
 
   encoder: nn.Module
   decoder: nn.Module
+  class_prior: nn.Module | None = None
 
   def __call__(self, images, labels, eps):
-    """Reparameterised pass: z = mean + sigma * eps, eps ~ N(0, I) drawn by the caller."""
+    """Reparameterised pass: z = mean + sigma * eps, eps ~ N(0, I) drawn by the caller.
+
+    Returns the likelihood parameters, the posterior (mean, logvar) and the prior's.
+    """
     mean, logvar = self.encoder(images, labels)
     z = mean + jnp.exp(0.5 * logvar) * eps
-    return self.decoder(z, labels), mean, logvar
+    return self.decoder(z, labels), (mean, logvar), self.prior(labels, mean.shape)
 
   def encode(self, images, labels=None):
     return self.encoder(images, labels)
 
   def decode(self, z, labels=None):
     return self.decoder(z, labels)
+
+  def prior(self, labels, shape):
+    """(mean, logvar) of p(z|y), each `shape` = (B, latent)."""
+    if self.class_prior is None:
+      return jnp.zeros(shape), jnp.zeros(shape)
+    return self.class_prior(labels)
+
+  def sample_prior(self, labels, eps):
+    """z ~ p(z|y) from eps ~ N(0, I) of shape (B, latent)."""
+    mean, logvar = self.prior(labels, eps.shape)
+    return mean + jnp.exp(0.5 * logvar) * eps

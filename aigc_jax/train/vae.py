@@ -11,7 +11,7 @@ import optax
 from aigc_jax.data.images import ImageSpec
 from aigc_jax.errors import InvalidInputError
 from aigc_jax.losses.vae import binarize, get_likelihood, neg_elbo_terms
-from aigc_jax.models.vae import VAE, ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
+from aigc_jax.models.vae import VAE, ClassPrior, ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 from aigc_jax.train import microbatch
 from aigc_jax.train.batch_axis import batch_axis, batch_mean, per_example
 from aigc_jax.train.family import Family, balanced_labels
@@ -30,12 +30,15 @@ def build_model(config: ml_collections.ConfigDict, spec: ImageSpec) -> VAE:
   m = config.model
   num_classes = spec.num_classes if m.conditional else 0
   out = get_likelihood(config.likelihood).params_per_channel
+  # .get: runs saved before the key existed.
+  prior = ClassPrior(num_classes, m.latent_dim) if num_classes and m.get("class_prior") else None
   if m.arch == "mlp":
     return VAE(MLPEncoder(m.latent_dim, tuple(m.hidden), num_classes),
-               MLPDecoder(spec.image_shape, out, tuple(m.hidden), num_classes))
+               MLPDecoder(spec.image_shape, out, tuple(m.hidden), num_classes), prior)
   if m.arch == "conv":
     return VAE(ConvEncoder(m.latent_dim, tuple(m.channels), m.dense, num_classes),
-               ConvDecoder(spec.image_shape, out, tuple(reversed(m.channels)), num_classes))
+               ConvDecoder(spec.image_shape, out, tuple(reversed(m.channels)), num_classes),
+               prior)
   raise InvalidInputError(f"Unknown VAE architecture model.arch='{m.arch}'; use 'mlp' or 'conv'.")
 
 
@@ -118,7 +121,8 @@ def make_sampler(config: ml_collections.ConfigDict, spec: ImageSpec):
   def sample(state: VAEState, rng: jax.Array, num_samples: int, labels=None) -> jax.Array:
     if config.model.conditional and labels is None:
       labels = balanced_labels(num_samples, spec.num_classes)
-    z = jax.random.normal(rng, (num_samples, config.model.latent_dim))
+    eps = jax.random.normal(rng, (num_samples, config.model.latent_dim))
+    z = model.apply({"params": state.params}, labels, eps, method=VAE.sample_prior)
     params = model.apply({"params": state.params}, z, labels, method=VAE.decode)
     return likelihood.mean(params)
 
