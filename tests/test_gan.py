@@ -72,6 +72,24 @@ def test_one_step_updates_both_networks_and_the_ema():
   assert abs(float(metrics["d_loss"]) - 2 * np.log(2)) < 0.3
 
 
+def test_the_average_is_g_itself_until_ema_start():
+  config = mlp_gan.get_config("tiny")
+  config.ema_start = 2
+  state, step, mesh = init(config)
+  batch = sharding.to_global(fake_batch(), sharding.batch_sharded(mesh))
+  for i in range(3):
+    old = state
+    state, _ = step(state, batch, jax.random.key(i))
+    ema, g = jax.tree.leaves(state.ema_g_params)[0], jax.tree.leaves(state.g_params)[0]
+    if i < 2:  # Steps 0 and 1 come before ema_start: the untrained G is forgotten.
+      np.testing.assert_array_equal(ema, g)
+    else:
+      expected = config.ema_decay * jax.tree.leaves(old.ema_g_params)[0] + (
+          1 - config.ema_decay) * g
+      np.testing.assert_allclose(ema, expected, rtol=1e-5, atol=1e-7)
+      assert not np.allclose(ema, g)
+
+
 def test_generator_gradient_is_taken_through_the_updated_discriminator():
   """The step reuses G's forward pass; its G gradient must equal a direct computation."""
   config = mlp_gan.get_config("tiny")
@@ -146,6 +164,7 @@ COMBINATIONS = {
                                         model={"d_norm": "none"}),
     "dcgan_cond_r1_gp_aug_l2": tiny(cgan, d_reg="r1,wgan_gp", g_l2=1e-3,
                                     diffaugment="color,translation,cutout"),
+    "dcgan_cond_batchnorm_in_g": tiny(cgan, model={"g_conditional_norm": True}),
 }
 
 
@@ -196,6 +215,40 @@ def test_conditional_models_listen_to_the_label():
                                                         jnp.zeros(4, jnp.int32))
   with pytest.raises(ValueError, match="labelled dataset"):
     gan.build_models(config, ImageSpec(image_shape=(8, 8, 1), num_classes=0))
+
+
+def test_conditional_batchnorm_starts_as_batchnorm_and_learns_per_class_gains():
+  config = cgan.get_config("tiny")
+  config.model.g_conditional_norm = True
+  state, step, mesh = init(config)
+  generator, _ = gan.build_models(config, SPEC)
+  z = jax.random.normal(jax.random.key(3), (4, config.latent_dim))
+  plain_config = cgan.get_config("tiny")
+  plain = gan.create_state(plain_config, jax.random.key(0), SPEC)
+  plain_generator, _ = gan.build_models(plain_config, SPEC)
+  # Gain 1 and bias 0 per class at the start: the same function as plain BatchNorm with the
+  # same weights (the tables are extra parameters; everything else is shared).
+  params = dict(state.g_params)
+  for name, layer in dict(plain.g_params).items():
+    if name.startswith("BatchNorm"):
+      continue
+    params[name] = layer
+  labels = jnp.array([0, 1, 0, 1])
+  out = generator.apply({"params": params, "batch_stats": state.g_batch_stats}, z, labels,
+                        mutable=["batch_stats"])[0]
+  reference = plain_generator.apply({"params": plain.g_params,
+                                     "batch_stats": plain.g_batch_stats}, z, labels,
+                                    mutable=["batch_stats"])[0]
+  np.testing.assert_allclose(out, reference, atol=1e-5)
+  new, _ = step(state, sharding.to_global(fake_batch(), sharding.batch_sharded(mesh)),
+                jax.random.key(1))
+  gains = [v for path, v in jax.tree_util.tree_leaves_with_path(new.g_params)
+           if "gain" in jax.tree_util.keystr(path)]
+  assert gains and all(not np.allclose(g, 1.0) for g in gains)  # Every layer's gains learn,
+  assert any(not np.allclose(g[0], g[1]) for g in gains)  # and each class has its own.
+  with pytest.raises(ValueError, match="conditional generator"):
+    DCGANGenerator((8, 8, 1), (4, 4), conditional_norm=True).init(
+        jax.random.key(0), jnp.zeros((1, 3)), train=False)
 
 
 def test_dcgan_reaches_any_side_without_resizing_and_samples_in_inference_mode():

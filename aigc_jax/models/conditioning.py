@@ -4,7 +4,9 @@ Generators take the label as a learned embedding appended to the latent (Mirza &
 2014, with an embedding instead of a one-hot). Discriminators use the projection of
 Miyato & Koyama 2018: logit = w.h + b + <embed(y), h>, where h is D's last feature vector;
 it asks "is this a real image of class y" with one extra inner product, and conditions D
-far more strongly than concatenating the label to its input.
+far more strongly than concatenating the label to its input. A generator can also take the
+label in every BatchNorm (de Vries et al. 2017; Miyato & Koyama 2018): a per-class gain and
+bias after normalising, so each layer of G, not only its input, knows the class.
 """
 
 from __future__ import annotations
@@ -58,3 +60,26 @@ class ProjectionHead(nn.Module):
       raise ValueError("This discriminator is class-conditional: pass labels (B,) int32.")
     class_vectors = nn.Embed(self.num_classes, features.shape[-1], name="projection")(labels)
     return logits + jnp.sum(class_vectors * features, axis=-1)
+
+
+class ConditionalBatchNorm(nn.Module):
+  """BatchNorm whose gain and bias are looked up by label: (B, ..., C), (B,) -> same shape.
+
+  The class tables start at gain 1 and bias 0, so an untrained layer is plain BatchNorm.
+  """
+
+  num_classes: int
+  momentum: float = 0.99
+  axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, labels: jnp.ndarray, train: bool = True) -> jnp.ndarray:
+    x = nn.BatchNorm(use_running_average=not train, momentum=self.momentum, use_scale=False,
+                     use_bias=False, axis_name=self.axis_name)(x)
+    features = x.shape[-1]
+    gain = nn.Embed(self.num_classes, features, embedding_init=nn.initializers.ones,
+                    name="gain")(labels)
+    bias = nn.Embed(self.num_classes, features, embedding_init=nn.initializers.zeros,
+                    name="bias")(labels)
+    broadcast = (x.shape[0],) + (1,) * (x.ndim - 2) + (features,)
+    return x * gain.reshape(broadcast).astype(x.dtype) + bias.reshape(broadcast).astype(x.dtype)

@@ -1,7 +1,8 @@
 """DCGAN (Radford et al. 2015): transposed-conv generator, strided-conv discriminator.
 
 Generator: z [+ label embedding] -> dense to (s, s, widths[0]) -> 4x4 transposed convs
-through widths[1:] -> 4x4 transposed conv to C channels, tanh; BatchNorm + ReLU between.
+through widths[1:] -> 4x4 transposed conv to C channels, tanh; BatchNorm + ReLU between
+(with `conditional_norm`, class-conditional BatchNorm: a per-class gain and bias).
 The start side s is the image side divided by 2 as often as the side and the number of
 transposed convs allow, so 32x32 runs 4 -> 8 -> 16 -> 32 and 28x28 runs 7 -> 14 -> 28 (any
 stride-1 convs left over come last): the data is never resized. The dense projection is
@@ -22,7 +23,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from aigc_jax.errors import InvalidInputError
-from aigc_jax.models.conditioning import ProjectionHead, append_label_embedding, normalized
+from aigc_jax.models.conditioning import (ConditionalBatchNorm, ProjectionHead,
+                                          append_label_embedding, normalized)
 from aigc_jax.models.matmul_conv import MatmulConv, MatmulConvTranspose
 
 # Radford et al.: BatchNorm momentum as PyTorch's 0.1 update rate; N(0, 0.02) weights.
@@ -47,6 +49,7 @@ class DCGANGenerator(nn.Module):
   num_classes: int = 0
   label_features: int = 32
   batch_axis: str | None = None  # pmap axis over which BatchNorm statistics are taken.
+  conditional_norm: bool = False  # Class-conditional BatchNorm (needs num_classes > 0).
 
   @nn.compact
   def __call__(self, z: jnp.ndarray, labels: jnp.ndarray | None = None,
@@ -55,8 +58,18 @@ class DCGANGenerator(nn.Module):
     start, strides = upsampling_plan(height, len(widths))
     if width != height:
       raise InvalidInputError(f"DCGAN expects square images; got {height}x{width}.")
-    norm = lambda x: nn.relu(nn.BatchNorm(use_running_average=not train,
-                                          momentum=_BN_MOMENTUM, axis_name=self.batch_axis)(x))
+    if self.conditional_norm and not self.num_classes:
+      raise InvalidInputError("Class-conditional BatchNorm needs a conditional generator: "
+                              "set model.conditional=True or model.g_conditional_norm=False.")
+
+    def norm(x):
+      if self.conditional_norm:
+        x = ConditionalBatchNorm(self.num_classes, _BN_MOMENTUM, self.batch_axis)(x, labels, train)
+      else:
+        x = nn.BatchNorm(use_running_average=not train, momentum=_BN_MOMENTUM,
+                         axis_name=self.batch_axis)(x)
+      return nn.relu(x)
+
     x = append_label_embedding(z, labels, self.num_classes, self.label_features)
     x = nn.Dense(start * start * widths[0], use_bias=False, kernel_init=_KERNEL_INIT)(x)
     x = norm(x.reshape((-1, start, start, widths[0])))  # (B, s, s, widths[0])

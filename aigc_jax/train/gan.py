@@ -66,7 +66,9 @@ def build_models(config: ml_collections.ConfigDict, spec: ImageSpec
   if m.arch == "dcgan":
     axis = batch_axis(config)
     return (DCGANGenerator(spec.image_shape, tuple(m.g_widths), num_classes, m.label_features,
-                           batch_axis=axis),
+                           batch_axis=axis,
+                           # .get: runs saved before the key existed.
+                           conditional_norm=m.get("g_conditional_norm", False)),
             DCGANDiscriminator(tuple(m.d_widths), num_classes, m.d_norm, batch_axis=axis))
   raise InvalidInputError(f"Unknown GAN architecture model.arch='{m.arch}'; available: "
                           "'mlp', 'dcgan'.")
@@ -199,8 +201,9 @@ def make_train_step(config: ml_collections.ConfigDict, spec: ImageSpec):
       g_grads = jax.tree.map(lambda g, p: g + config.g_l2 * p, g_grads, state.g_params)
     g_opt_updates, g_opt_state = g_tx.update(g_grads, state.g_opt_state, state.g_params)
     g_params = optax.apply_updates(state.g_params, g_opt_updates)
-    ema_g_params = optax.incremental_update(g_params, state.ema_g_params,
-                                            step_size=1.0 - config.ema_decay)
+    # Before ema_start the average is G itself: it must not remember the untrained G.
+    ema_rate = jnp.where(state.step < config.get("ema_start", 0), 1.0, 1.0 - config.ema_decay)
+    ema_g_params = optax.incremental_update(g_params, state.ema_g_params, step_size=ema_rate)
 
     new_state = state.replace(step=state.step + 1, g_params=g_params, d_params=d_params,
                               g_opt_state=g_opt_state, d_opt_state=d_opt_state,

@@ -23,6 +23,7 @@ def gan_options(config: ConfigDict) -> ConfigDict:
   config.g_l2 = 0.0  # L2 weight penalty on G: adds g_l2 * 1/2 ||theta_G||^2 to G's loss.
   config.diffaugment = ""  # DiffAugment policy, e.g. "color,translation,cutout"; "" = off.
   config.ema_decay = 0.999  # Sampling uses this Polyak average of G.
+  config.ema_start = 0  # Step from which G is averaged; before it the average is G itself.
   config.optimizer = ConfigDict()
   config.optimizer.g_learning_rate = 2e-4  # Radford et al. 2015 (DCGAN) settings.
   config.optimizer.d_learning_rate = 2e-4
