@@ -21,6 +21,7 @@ def get_config(variant: str = "mlp_mnist") -> ConfigDict:
   config.model = ConfigDict()
   config.model.arch = "mlp"  # "mlp" or "conv".
   config.model.conditional = False  # True: encoder and decoder see the one-hot label (CVAE).
+  config.model.class_prior = False  # Conditional only: a learned Gaussian p(z|y) per class.
   config.model.latent_dim = 20
   config.model.hidden = (400,)  # MLP widths (Kingma & Welling 2014 used 400 for MNIST).
   config.model.channels = (32, 64)  # Conv encoder channels; the decoder mirrors them.
