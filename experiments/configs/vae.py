@@ -2,8 +2,9 @@
 
   python -m experiments.train --config=experiments/configs/vae.py:mlp_mnist --workdir=runs/vae_mlp
   python -m experiments.evaluate --workdir=runs/vae_mlp --iwae_k=1000
-Variants: mlp_mnist (default; the classic 784-400-20 model), conv_mnist, cvae_mnist,
-conv_cifar10 (32x32 RGB, discretised Gaussian likelihood), tiny (tests).
+Variants: mlp_mnist (default; the classic 784-400-20 model), conv_mnist, cvae_mnist (the
+measured conditional recipe: a learned prior per class, 8 latents, two 512-unit layers, 20
+epochs; docs/results.md), conv_cifar10 (32x32 RGB, discretised Gaussian likelihood), tiny.
 """
 
 from ml_collections import ConfigDict
@@ -46,6 +47,13 @@ def get_config(variant: str = "mlp_mnist") -> ConfigDict:
     config.model.latent_dim = 32
   if variant == "cvae_mnist":
     config.model.conditional = True  # MLP backbone: scanning 7 steps per call is fast.
+    # With N(0, I) for every class, z also carries the class and the decoder half-ignores
+    # the label (59% of prior samples were the digit asked for). A prior per class, fewer
+    # latents and a wider decoder make the label decide (97%) at a better ELBO.
+    config.model.class_prior = True
+    config.model.latent_dim = 8
+    config.model.hidden = (512, 512)
+    config.num_steps = 9380  # 20 epochs.
   if variant == "conv_cifar10":
     config.data.name = "cifar10"
     config.model.arch = "conv"
