@@ -23,7 +23,6 @@ import tensorflow_datasets as tfds
 from aigc_jax.data.batching import Batch, batches_by_step, local_batch_size
 from aigc_jax.errors import InvalidInputError
 
-
 # Random stream of the held-out draw; see corrupt.CORRUPTION_STREAM (1) and
 # label_issues.FOLD_STREAM (2).
 HELD_OUT_STREAM = 3
