@@ -1,5 +1,6 @@
 """Test-wide setup: 4 fake CPU devices, fake image folders, and real MNIST prepared once."""
 
+import hashlib
 import os
 
 # Before JAX initialises: every test sees 4 host devices, so sharding is exercised; and
@@ -48,6 +49,22 @@ def tiny_config(image_folder):
   config.data.name = "image_folder"
   config.data.image_folder = image_folder
   return config
+
+
+def write_cifar10_archive(folder: str, num_train: int = 40, num_test: int = 20,
+                          seed: int = 0) -> dict[str, str]:
+  """FOLDER/cifar10.npz laid out like the real one, with random pixels; returns the md5 of
+  each array's bytes, which the real archive's check compares against."""
+  rng = np.random.default_rng(seed)
+  arrays = {"x_train": rng.integers(0, 256, (num_train, 32, 32, 3), dtype=np.uint8),
+            "y_train": (np.arange(num_train) % 10).astype(np.uint8),
+            "x_test": rng.integers(0, 256, (num_test, 32, 32, 3), dtype=np.uint8),
+            "y_test": (np.arange(num_test) % 10).astype(np.uint8),
+            "label_names": np.array([f"class_{k}" for k in range(10)])}
+  os.makedirs(folder, exist_ok=True)
+  np.savez_compressed(os.path.join(folder, "cifar10.npz"), **arrays)
+  return {key: hashlib.md5(a.tobytes()).hexdigest() for key, a in arrays.items()
+          if key != "label_names"}
 
 
 @pytest.fixture(scope="session")

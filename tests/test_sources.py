@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from aigc_jax.data import sources
+from aigc_jax.data import array_archives, sources
 from aigc_jax.data.sources import DataUnavailableError, load_split, prepared_builder
 from aigc_jax.errors import InvalidInputError, MissingInputError
-from tests.conftest import write_image_folder
+from tests.conftest import write_cifar10_archive, write_image_folder
 
 
 def test_missing_raw_files_name_the_folder_and_files(tmp_path):
@@ -62,6 +62,41 @@ def test_fashion_mnist_beside_mnist_is_built_from_its_own_files(mnist_tfds_dir, 
   assert fashion.images.shape == digits.images.shape == (10_000, 28, 28, 1)
   # Clothes fill far more of the frame than pen strokes do.
   assert fashion.images.mean() > 1.5 * digits.images.mean()
+
+
+def test_cifar10_prepares_from_its_array_archive_into_tfds_format(monkeypatch, tmp_path):
+  """The real archive's md5s are swapped for the fake one's; all else is the real path."""
+  raw = str(tmp_path / "raw" / "cifar10")
+  monkeypatch.setitem(array_archives.ARRAY_MD5, "cifar10", write_cifar10_archive(raw))
+  data_dir = str(tmp_path / "tfds")
+  train = load_split("cifar10", "train", data_dir=data_dir, manual_dir=raw)
+  test = load_split("cifar10", "test", data_dir=data_dir)  # Prepared now: no folder needed.
+  with np.load(os.path.join(raw, "cifar10.npz")) as archive:
+    for data, x, y in ((train, "x_train", "y_train"), (test, "x_test", "y_test")):
+      order = np.lexsort(data.images.reshape(len(data.images), -1).T)
+      reference = np.lexsort(archive[x].reshape(len(archive[x]), -1).T)
+      np.testing.assert_array_equal(data.images[order], archive[x][reference])
+      np.testing.assert_array_equal(data.labels[order], archive[y][reference])
+  assert train.num_classes == 10 and train.spec.image_shape == (32, 32, 3)
+  builder = prepared_builder("cifar10", data_dir=data_dir)
+  assert builder.info.features["label"].names[3] == "class_3"
+
+
+def test_cifar10_archive_with_other_bytes_is_refused_before_preparing(tmp_path):
+  raw = str(tmp_path / "raw" / "cifar10")
+  write_cifar10_archive(raw)  # Random pixels: not the real dataset's md5s.
+  data_dir = str(tmp_path / "tfds")
+  with pytest.raises(InvalidInputError, match=r"\['x_train', 'y_train', 'x_test', 'y_test'\]"
+                     r".* not the original bytes"):
+    prepared_builder("cifar10", data_dir=data_dir, manual_dir=raw)
+  assert not os.path.exists(os.path.join(data_dir, "cifar10", "3.0.2"))
+
+
+def test_cifar10_without_archive_or_tarball_names_both(tmp_path):
+  empty = tmp_path / "raw" / "cifar10"
+  empty.mkdir(parents=True)
+  with pytest.raises(DataUnavailableError, match=r"cifar10\.npz \(or cifar-10-binary"):
+    prepared_builder("cifar10", data_dir=str(tmp_path / "tfds"), manual_dir=str(empty))
 
 
 def test_image_folder_takes_shape_and_classes_from_the_files(image_folder):

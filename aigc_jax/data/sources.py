@@ -23,6 +23,7 @@ from absl import logging
 from jax.experimental import multihost_utils
 from tensorflow_datasets.core.download import download_manager
 
+from aigc_jax.data.array_archives import ARCHIVES, archive_path, prepare_from_archive
 from aigc_jax.data.image_folder import load_image_folder
 from aigc_jax.data.images import ImageData, ImageSpec, load_images, split_off
 from aigc_jax.data.text import TextData, TextSpec, load_text
@@ -68,9 +69,15 @@ def prepared_builder(name: str, data_dir: str | None = None,
   expected = sorted({info.filename for info in (builder.url_infos or {}).values()
                      if info.filename})
   raw_dir = raw_files_dir(name, manual_dir)
+  archive = archive_path(name, raw_dir)
+  if archive is not None:
+    logging.info("Preparing dataset '%s' in %s from %s.", name, builder.data_dir, archive)
+    return prepare_from_archive(name, archive, data_dir)
   if raw_dir is not None:
     missing = [f for f in expected if not os.path.exists(os.path.join(raw_dir, f))]
     if missing or not os.path.isdir(raw_dir):
+      if name in ARCHIVES:  # Either the archive or the original files will do.
+        expected = [f"{ARCHIVES[name]} (or {', '.join(expected)})"]
       raise DataUnavailableError(
           f"Dataset '{name}' is not prepared in {builder.data_dir} and the raw-file folder "
           f"{raw_dir} lacks {missing or expected}. Put the dataset's original files "
