@@ -8,6 +8,8 @@ ground truth when data.corrupt is set), DIR/exclude.npy (ids for a training conf
 behind the detectors (DIR/out_of_sample_probs.npy, the cross-validated class probabilities
 and the costly part; neighbour_distance.npy; neg_elbo.npy) and DIR/flagged.png (images:
 one row of the most suspicious examples per detector) or DIR/flagged_lines.txt (text).
+--config.data.label_file=LABELS.npy cleans a relabelled split: the label errors to find are
+then the examples whose file label differs from the dataset's own.
 --vae_workdir adds a VAE's per-example -ELBO to the outlier scores; the VAE should be
 trained on the same (dirty) split.
 """
@@ -69,7 +71,7 @@ def main(argv):
     neg_elbo = per_example_neg_elbo(restore_run(_VAE_WORKDIR.value), data)
   report, exclude, flagged, scores = clean(config, data, truth, neg_elbo, log=logging.info)
   report = {"dataset": config.data.name, "split": config.data.split,
-            "corrupt": config.data.corrupt, "corrupt_seed": config.data.corrupt_seed,
+            "label_file": config.data.label_file, "corrupt": config.data.corrupt, "corrupt_seed": config.data.corrupt_seed,
             "ood_source": config.data.ood_source, "num_items": num_items(data),
             "injected": truth.summary() if truth is not None else {}, **report}
   np.save(os.path.join(workdir, "exclude.npy"), exclude)

@@ -5,9 +5,11 @@ import os
 import numpy as np
 import pytest
 
+from aigc_jax.data.corrupt import GroundTruth
 from aigc_jax.data.images import ImageData
 from aigc_jax.data.text import TextData, TextSpec
 from aigc_jax.data.training_split import GROUND_TRUTH_FILE, training_split
+from aigc_jax.quality.clean import TARGETS, truth_ids
 from aigc_jax.train.loop import train_and_evaluate
 from experiments.configs import mlp_gan
 
@@ -74,6 +76,44 @@ def test_bad_exclude_files_name_the_problem(tmp_path, ids, message):
 def test_missing_exclude_file_names_the_tool_that_writes_one(tmp_path):
   with pytest.raises(FileNotFoundError, match="experiments.clean_data"):
     training_split(_config(exclude=str(tmp_path / "nope.npy")), _images())
+
+
+def _label_file(tmp_path, labels) -> str:
+  path = str(tmp_path / "labels.npy")
+  np.save(path, labels)
+  return path
+
+
+def test_a_label_file_relabels_and_its_changes_are_the_label_errors(tmp_path):
+  data = _images()
+  labels = data.labels.copy()
+  labels[[3, 50, 97]] = (labels[[3, 50, 97]] + 1) % 3
+  config = _config("inversion=0.2")
+  config.data.label_file = _label_file(tmp_path, labels.astype(np.int64))
+  dirty = training_split(config, data, str(tmp_path), log=lambda _: None)
+  truth = np.load(tmp_path / GROUND_TRUTH_FILE)
+  assert tuple(truth["kinds"]) == ("clean", "label_file", "inversion")
+  inverted = np.flatnonzero(truth["kind"] == 2)
+  assert len(inverted) == 20
+  np.testing.assert_array_equal(dirty.labels, labels)  # Inversion keeps labels.
+  relabelled = np.setdiff1d([3, 50, 97], inverted)  # An inverted one counts as inverted.
+  np.testing.assert_array_equal(np.flatnonzero(truth["kind"] == 1), relabelled)
+  ground_truth = GroundTruth(tuple(truth["kinds"]), truth["kind"], truth["source"])
+  np.testing.assert_array_equal(truth_ids(ground_truth, TARGETS["label_issues"]), relabelled)
+
+
+@pytest.mark.parametrize("labels, error, message", [
+    (np.zeros(99, np.int64), ValueError, r"\(99,\) labels, but the split has \(100,\)"),
+    (np.full(100, 3), ValueError, r"100 labels outside \[0, 3\)"),
+    (np.zeros(100, np.float32), ValueError, "holds float32; a label file holds integer"),
+    (None, FileNotFoundError, "does not exist"),
+])
+def test_bad_label_files_name_the_problem(tmp_path, labels, error, message):
+  config = _config()
+  config.data.label_file = (str(tmp_path / "none.npy") if labels is None
+                            else _label_file(tmp_path, labels))
+  with pytest.raises(error, match=message):
+    training_split(config, _images())
 
 
 def test_a_training_run_on_dirty_data_saves_its_ground_truth(tiny_config, tmp_path):

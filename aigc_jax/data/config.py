@@ -42,6 +42,8 @@ def data_config() -> ConfigDict:
   data.corrupt_seed = 0
   data.ood_source = placeholder(str)  # TFDS name for out_of_distribution images.
   data.exclude = placeholder(str)  # .npy of training ids to drop (experiments.clean_data).
+  # .npy of int labels replacing the training split's own (relabelled or crowd labels).
+  data.label_file = placeholder(str)
   return data
 
 
@@ -65,7 +67,7 @@ DATA_RULES: dict[str, Rule] = {
     "eval_fraction": (lambda v: isinstance(v, float) and 0.0 <= v < 1.0,
                       "a fraction in [0, 1)"),
     "split_seed": integer_at_least(0),
-    "exclude": OPTIONAL_PATH, "text_file": OPTIONAL_PATH,
+    "exclude": OPTIONAL_PATH, "label_file": OPTIONAL_PATH, "text_file": OPTIONAL_PATH,
     "image_size": (lambda v: v is None or (isinstance(v, int) and v >= 1),
                    "a positive integer, or unset"),
     "channels": (lambda v: v in (None, 1, 3), "1 (grey), 3 (RGB), or unset"),

@@ -1,6 +1,9 @@
 """The training split a config asks for: as stored, dirtied on purpose, and/or cleaned.
 
-Config keys (data/config.py):
+Config keys (data/config.py), applied in this order:
+- data.label_file = a .npy of int labels replacing the split's own (images), e.g. a
+  relabelled or crowd-labelled version; its ground truth of label errors is every example
+  whose file label differs from the dataset's;
 - data.corrupt = "kind=rate,..." with data.corrupt_seed (and data.ood_source for
   out-of-distribution images): corrupt.py for images, corrupt_text.py for text;
 - data.exclude = a .npy of example ids (text: line ids) to drop, as experiments.clean_data
@@ -15,7 +18,7 @@ import os
 import ml_collections
 import numpy as np
 
-from aigc_jax.data.corrupt import GroundTruth, corrupt
+from aigc_jax.data.corrupt import CLEAN, GroundTruth, corrupt
 from aigc_jax.data.corrupt_text import corrupt_text, drop_lines
 from aigc_jax.data.images import ImageData
 from aigc_jax.data.sources import load_split
@@ -23,14 +26,58 @@ from aigc_jax.data.text import TextData
 from aigc_jax.errors import InvalidInputError, MissingInputError
 
 GROUND_TRUTH_FILE = "corruption.npz"
+LABEL_FILE = "label_file"  # The ground-truth kind of an example the label file relabels.
+
+
+def load_label_file(path: str, data: ImageData | TextData) -> np.ndarray:
+  """The labels in `path`, checked against the split they are meant to replace."""
+  if isinstance(data, TextData):
+    raise InvalidInputError("data.label_file replaces image labels; a text split has none.")
+  if not os.path.isfile(path):
+    raise MissingInputError(f"data.label_file={path} does not exist; give a .npy of int "
+                            f"labels, one per training example ({len(data.labels)}).")
+  labels = np.load(path)
+  if not np.issubdtype(labels.dtype, np.integer):
+    raise InvalidInputError(f"{path} holds {labels.dtype}; a label file holds integer class "
+                            "ids (save it with .astype(np.int64)).")
+  if labels.shape != data.labels.shape:
+    raise InvalidInputError(f"{path} holds {labels.shape} labels, but the split has "
+                            f"{data.labels.shape}: one label per training example, in order.")
+  outside = np.flatnonzero((labels < 0) | (labels >= data.num_classes))
+  if len(outside):
+    raise InvalidInputError(f"{path} has {len(outside)} labels outside [0, {data.num_classes}),"
+                            f" e.g. {labels[outside[0]]} at example {outside[0]}.")
+  return labels.astype(np.int32)
+
+
+def relabelled(data: ImageData, labels: np.ndarray) -> tuple[ImageData, GroundTruth]:
+  """`data` with `labels`; the ground truth marks every example whose label changed."""
+  changed = (labels != data.labels).astype(np.int64)
+  truth = GroundTruth(kinds=(CLEAN, LABEL_FILE), kind=changed,
+                      source=np.full(len(labels), -1, np.int64))
+  return ImageData(data.images, labels, data.num_classes), truth
+
+
+def overlay(base: GroundTruth | None, top: GroundTruth | None) -> GroundTruth | None:
+  """One ground truth from two applied in turn: `top`'s kind where it changed an item,
+  `base`'s elsewhere."""
+  if base is None or top is None:
+    return top if base is None else base
+  kind = np.where(top.kind > 0, top.kind + len(base.kinds) - 1, base.kind)
+  return GroundTruth(kinds=base.kinds + top.kinds[1:], kind=kind,
+                     source=np.where(top.kind > 0, top.source, base.source))
 
 
 def corrupted_split(config: ml_collections.ConfigDict, data: ImageData | TextData
                     ) -> tuple[ImageData | TextData, GroundTruth | None]:
-  """`data` with config.data.corrupt applied, and the ground truth (None if no corruption)."""
+  """`data` relabelled by config.data.label_file and with config.data.corrupt applied, and
+  the ground truth of both (None if neither is set)."""
   spec, seed = config.data.corrupt, config.data.corrupt_seed
+  file_truth = None
+  if config.data.label_file:
+    data, file_truth = relabelled(data, load_label_file(config.data.label_file, data))
   if not spec:
-    return data, None
+    return data, file_truth
   if isinstance(data, TextData):
     truth = corrupt_text(data.spec.decode(data.tokens), spec, seed)
     return TextData(data.spec.encode(truth.text), data.spec, data.block_size), truth
@@ -38,8 +85,8 @@ def corrupted_split(config: ml_collections.ConfigDict, data: ImageData | TextDat
   if config.data.ood_source:
     ood_images = load_split(config.data.ood_source, "train",
                             data_dir=config.data.data_dir).images
-  truth = corrupt(data, spec, seed, ood_images)
-  return truth.data, truth
+  corrupted = corrupt(data, spec, seed, ood_images)
+  return corrupted.data, overlay(file_truth, corrupted)
 
 
 def load_exclude(path: str, num_items: int) -> np.ndarray:
@@ -80,7 +127,8 @@ def dirty_split(config: ml_collections.ConfigDict, data: ImageData | TextData,
   """corrupted_split, logged, with the ground truth saved in `workdir` (when given)."""
   data, truth = corrupted_split(config, data)
   if truth is not None:
-    log(f"Corrupted the split ({config.data.corrupt}, seed {config.data.corrupt_seed}): "
+    log(f"Relabelled/corrupted the split (label_file {config.data.label_file}, "
+        f"corrupt '{config.data.corrupt}', seed {config.data.corrupt_seed}): "
         f"{truth.summary()}.")
     if workdir is not None:
       os.makedirs(workdir, exist_ok=True)

@@ -24,7 +24,7 @@ from aigc_jax.quality import duplicates, label_issues, outliers, text_issues
 TARGETS = {
     "exact_duplicates": ("exact_duplicate",),
     "near_duplicates": ("exact_duplicate", "near_duplicate"),
-    "label_issues": ("symmetric_labels", "class_labels"),
+    "label_issues": ("symmetric_labels", "class_labels", "label_file"),
     "outliers": ("pixel_noise", "blur", "occlusion", "inversion", "out_of_distribution"),
     "repeated_lines": ("boilerplate",),
     "garbage_lines": ("garbage_lines", "char_noise"),
