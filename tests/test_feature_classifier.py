@@ -39,6 +39,30 @@ def test_trains_saves_and_reloads_the_same_features(tmp_path):
     fc.load(str(tmp_path), 2, (8, 8, 1))
 
 
+def test_colour_images_get_the_batchnorm_network_and_it_saves_its_statistics(tmp_path):
+  """Two classes told apart by hue; the colour net trains with augmentation and BatchNorm,
+  and a reload gives the same features (so the running statistics were saved too)."""
+  rng = np.random.default_rng(0)
+  labels = np.arange(128) % 2
+  images = rng.integers(0, 120, (128, 8, 8, 3))
+  images[..., 0] += 130 * labels[:, None, None]
+  data = ImageData(images.astype(np.uint8), labels.astype(np.int32), 2)
+  assert fc.default_settings((32, 32, 3)).architecture == "colour"
+  assert fc.default_settings((28, 28, 1)).architecture == "conv"
+  settings = fc.dataclasses.replace(fc.COLOUR_SETTINGS, widths=(8, 16), epochs=6,
+                                    batch_size=32, learning_rate=0.05)
+  model, variables = fc.train_classifier(data, settings, log=lambda _: None)
+  assert set(variables) == {"params", "batch_stats"}
+  assert fc.accuracy(model, variables, data) > 0.95
+  card = {"dataset": "hues", "settings": {**settings.__dict__},
+          "fingerprint": fc.fingerprint(variables)}
+  fc.save(str(tmp_path), variables, card)
+  loaded_model, loaded, _ = fc.load(str(tmp_path), 2, (8, 8, 3))
+  np.testing.assert_allclose(fc.features_and_probs(loaded_model, loaded, data.images)[0],
+                             fc.features_and_probs(model, variables, data.images)[0],
+                             rtol=1e-5, atol=1e-6)
+
+
 def test_missing_classifier_names_the_folder_and_the_fix(tmp_path):
   with pytest.raises(FileNotFoundError, match="No feature classifier in .*nothing"):
     fc.load(str(tmp_path / "nothing"), 2, (8, 8, 1))

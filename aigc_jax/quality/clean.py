@@ -8,6 +8,7 @@ the exclude set's recall is given per injected kind.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import ml_collections
@@ -17,7 +18,7 @@ from aigc_jax.data.corrupt import GroundTruth
 from aigc_jax.data.images import ImageData
 from aigc_jax.data.text import TextData
 from aigc_jax.errors import InvalidInputError
-from aigc_jax.metrics.feature_classifier import ClassifierSettings
+from aigc_jax.metrics.feature_classifier import default_settings
 from aigc_jax.quality import duplicates, label_issues, outliers, text_issues
 
 # Which injected kinds each detector is meant to find.
@@ -93,7 +94,9 @@ def _image_detectors(config, data: ImageData, names, neg_elbo, log):
     results["near_duplicates"] = _duplicate_result(groups)
   probs = neighbour_distance = None
   if {"label_issues", "outliers"} & set(names):
-    settings = ClassifierSettings(epochs=config.cv_epochs, seed=config.seed)
+    # The feature network's family for these images (colour: the BatchNorm conv net).
+    settings = dataclasses.replace(default_settings(data.spec.image_shape),
+                                   epochs=config.cv_epochs, seed=config.seed)
     probs, neighbour_distance = label_issues.out_of_sample_scores(
         data, config.cv_folds, settings, config.neighbours, log=log)
   if "label_issues" in names:
