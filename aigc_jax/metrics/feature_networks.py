@@ -4,11 +4,11 @@ Both map images in [-1, 1] (B, H, W, C) to (features (B, F), logits (B, K)).
 
 - `ConvClassifier`, for digits: two 4x4 stride-2 convs and a 256-wide dense layer. Three
   epochs give MNIST ~0.99 test accuracy in about a minute.
-- `ColourClassifier`, for colour images (a VGG-like stack without residuals), where the two-conv net's features are too weak
-  for FID or precision/recall to mean anything. On a 2-core CPU a conv stack at 32x32 is
-  the cost, so the stem is a patchify layer (2x2 space-to-depth and a dense layer, 16x16
-  from the start), followed by one residual-free block per width: 3x3 conv, 2x2 average
-  pool, BatchNorm, ReLU, 3x3 conv, BatchNorm, ReLU. Features are the global max over the
+- `ColourClassifier`, for colour images, where the two-conv net's features are too weak
+  for FID or precision/recall to mean anything: a VGG-like BatchNorm stack. On a 2-core
+  CPU a conv stack at 32x32 is the cost, so the stem is a patchify layer (2x2
+  space-to-depth and a dense layer, 16x16 from the start), followed by one block per
+  width: 3x3 conv, 2x2 average pool, BatchNorm, ReLU, 3x3 conv, BatchNorm, ReLU. Features are the global max over the
   last block's map. Average rather than max pooling inside the blocks, because XLA:CPU's
   max-pool gradient (select-and-scatter) cost more than the convs here.
 """
