@@ -50,8 +50,8 @@ class ClassifierSettings:
 
 
 # Colour images: measured on CIFAR-10 (docs/results.md); test accuracy >= 0.85.
-COLOUR_SETTINGS = ClassifierSettings(architecture="colour", widths=(64, 128, 256), epochs=8,
-                                     batch_size=256, learning_rate=0.2, augment=True,
+COLOUR_SETTINGS = ClassifierSettings(architecture="colour", widths=(64, 128, 256), epochs=10,
+                                     batch_size=128, learning_rate=0.1, augment=True,
                                      label_smoothing=0.2)
 WEIGHT_DECAY = 5e-4  # "colour" only.
 
