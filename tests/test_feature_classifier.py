@@ -63,6 +63,17 @@ def test_colour_images_get_the_batchnorm_network_and_it_saves_its_statistics(tmp
                              rtol=1e-5, atol=1e-6)
 
 
+def test_probabilities_undo_the_label_smoothing_the_head_was_trained_with():
+  sure = np.full((1, 10), 0.02)  # Labels smoothed by 0.2 over 10 classes: 0.82 at most.
+  sure[0, 3] = 0.82
+  np.testing.assert_allclose(fc.unsmoothed(sure, 0.2), np.eye(10)[[3]], atol=1e-12)
+  probs = np.random.default_rng(0).dirichlet(np.ones(10), 50)
+  posterior = fc.unsmoothed(probs, 0.2)
+  np.testing.assert_allclose(posterior.sum(1), 1.0)
+  np.testing.assert_array_equal(posterior.argmax(1), probs.argmax(1))
+  assert fc.unsmoothed(probs, 0.0) is probs
+
+
 def test_missing_classifier_names_the_folder_and_the_fix(tmp_path):
   with pytest.raises(FileNotFoundError, match="No feature classifier in .*nothing"):
     fc.load(str(tmp_path / "nothing"), 2, (8, 8, 1))

@@ -127,9 +127,10 @@ def dirty_split(config: ml_collections.ConfigDict, data: ImageData | TextData,
   """corrupted_split, logged, with the ground truth saved in `workdir` (when given)."""
   data, truth = corrupted_split(config, data)
   if truth is not None:
-    log(f"Relabelled/corrupted the split (label_file {config.data.label_file}, "
-        f"corrupt '{config.data.corrupt}', seed {config.data.corrupt_seed}): "
-        f"{truth.summary()}.")
+    changes = [f"labels from {config.data.label_file}"] if config.data.label_file else []
+    if config.data.corrupt:
+      changes.append(f"corrupted ({config.data.corrupt}, seed {config.data.corrupt_seed})")
+    log(f"Training split with {' and '.join(changes)}: {truth.summary()}.")
     if workdir is not None:
       os.makedirs(workdir, exist_ok=True)
       truth.save(os.path.join(workdir, GROUND_TRUTH_FILE))

@@ -63,9 +63,11 @@ def default_settings(image_shape) -> ClassifierSettings:
 
 def build(settings: ClassifierSettings, num_classes: int) -> nn.Module:
   if settings.architecture == "conv":
-    return ConvClassifier(num_classes, settings.widths, settings.features)
+    return ConvClassifier(num_classes, settings.widths, settings.features,
+                          label_smoothing=settings.label_smoothing)
   if settings.architecture == "colour":
-    return ColourClassifier(num_classes, settings.widths)
+    return ColourClassifier(num_classes, settings.widths,
+                            label_smoothing=settings.label_smoothing)
   raise InvalidInputError(f"Unknown feature network '{settings.architecture}'; pick 'conv' "
                           "or 'colour'.")
 
@@ -160,8 +162,24 @@ def features_and_probs(model: nn.Module, variables, images: np.ndarray,
              else np.asarray(chunk, np.float32) * 2.0 - 1.0)
     f, logits = _forward(model, variables, chunk)
     feats.append(np.asarray(f))
-    probs.append(np.asarray(jax.nn.softmax(logits)))
+    probs.append(unsmoothed(np.asarray(jax.nn.softmax(logits)), model.label_smoothing))
   return np.concatenate(feats), np.concatenate(probs)
+
+
+def unsmoothed(probs: np.ndarray, label_smoothing: float) -> np.ndarray:
+  """Class posteriors from a head trained on labels smoothed by `label_smoothing` (e).
+
+  Cross-entropy against smoothed labels is minimised by p = (1 - e) r + e / K, where r is
+  the class posterior: a perfectly sure network says 1 - e + e / K, never 1, and every
+  confidence threshold (the unassignable rate's 0.9, say) would misread it. Inverting the
+  map, r = (p - e / K) / (1 - e), clipped at 0 and renormalised, gives r back; the argmax
+  and the features are unchanged.
+  """
+  if not label_smoothing:
+    return probs
+  num_classes = probs.shape[-1]
+  posterior = np.clip((probs - label_smoothing / num_classes) / (1 - label_smoothing), 0, None)
+  return posterior / posterior.sum(-1, keepdims=True)
 
 
 def fingerprint(variables) -> str:

@@ -1,6 +1,8 @@
 """The two feature-network families the image metrics are measured in.
 
-Both map images in [-1, 1] (B, H, W, C) to (features (B, F), logits (B, K)).
+Both map images in [-1, 1] (B, H, W, C) to (features (B, F), logits (B, K)), and carry
+the label smoothing their head was trained with, which feature_classifier.unsmoothed
+undoes to read class probabilities.
 
 - `ConvClassifier`, for digits: two 4x4 stride-2 convs and a 256-wide dense layer. Three
   epochs give MNIST ~0.99 test accuracy in about a minute.
@@ -25,6 +27,7 @@ class ConvClassifier(nn.Module):
   num_classes: int
   widths: tuple[int, ...] = (32, 64)
   features: int = 256
+  label_smoothing: float = 0.0
 
   @nn.compact
   def __call__(self, images: jnp.ndarray, train: bool = False
@@ -47,6 +50,7 @@ def space_to_depth(x: jnp.ndarray, block: int = 2) -> jnp.ndarray:
 class ColourClassifier(nn.Module):
   num_classes: int
   widths: tuple[int, ...] = (64, 128, 256)
+  label_smoothing: float = 0.0
   # Logits are divided by this: a small head output early keeps SGD's first steps stable.
   logit_scale: float = 1 / 8
 
