@@ -8,7 +8,7 @@ import pytest
 from aigc_jax.data.corrupt import GroundTruth
 from aigc_jax.data.images import ImageData
 from aigc_jax.data.text import TextData, TextSpec
-from aigc_jax.data.training_split import GROUND_TRUTH_FILE, training_split
+from aigc_jax.data.training_split import GROUND_TRUTH_FILE, shaped_like, training_split
 from aigc_jax.quality.clean import TARGETS, truth_ids
 from aigc_jax.train.loop import train_and_evaluate
 from experiments.configs import mlp_gan
@@ -76,6 +76,16 @@ def test_bad_exclude_files_name_the_problem(tmp_path, ids, message):
 def test_missing_exclude_file_names_the_tool_that_writes_one(tmp_path):
   with pytest.raises(FileNotFoundError, match="experiments.clean_data"):
     training_split(_config(exclude=str(tmp_path / "nope.npy")), _images())
+
+
+def test_grey_foreign_images_are_resized_and_repeated_into_the_colour_shape():
+  grey = np.random.default_rng(0).integers(0, 256, (5, 28, 28, 1)).astype(np.uint8)
+  colour = shaped_like(grey, (32, 32, 3))
+  assert colour.shape == (5, 32, 32, 3) and colour.dtype == np.uint8
+  np.testing.assert_array_equal(colour[..., 0], colour[..., 2])
+  assert shaped_like(grey, (28, 28, 1)) is grey
+  with pytest.raises(ValueError, match="3 channels, the data 1"):
+    shaped_like(colour, (28, 28, 1))
 
 
 def _label_file(tmp_path, labels) -> str:

@@ -17,6 +17,7 @@ import os
 
 import ml_collections
 import numpy as np
+import tensorflow as tf
 
 from aigc_jax.data.corrupt import CLEAN, GroundTruth, corrupt
 from aigc_jax.data.corrupt_text import corrupt_text, drop_lines
@@ -68,6 +69,23 @@ def overlay(base: GroundTruth | None, top: GroundTruth | None) -> GroundTruth | 
                      source=np.where(top.kind > 0, top.source, base.source))
 
 
+def shaped_like(images: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+  """Foreign images in the split's image shape: resized bilinearly to its height and
+  width, grey repeated into RGB, so grey digits can be the foreign source of a colour
+  dataset (MNIST digits as out-of-distribution CIFAR-10 images). RGB into grey is
+  refused: it would hide the colour that makes them foreign."""
+  height, width, channels = shape
+  if images.shape[1:] == tuple(shape):
+    return images
+  if images.shape[-1] not in (1, channels):
+    raise InvalidInputError(f"Out-of-distribution images have {images.shape[-1]} channels, "
+                            f"the data {channels}; pick an ood_source with {channels} or 1.")
+  if images.shape[1:3] != (height, width):
+    resized = tf.image.resize(images, (height, width), method="bilinear")
+    images = np.clip(np.round(resized.numpy()), 0, 255).astype(np.uint8)
+  return np.repeat(images, channels // images.shape[-1], axis=-1)
+
+
 def corrupted_split(config: ml_collections.ConfigDict, data: ImageData | TextData
                     ) -> tuple[ImageData | TextData, GroundTruth | None]:
   """`data` relabelled by config.data.label_file and with config.data.corrupt applied, and
@@ -83,8 +101,9 @@ def corrupted_split(config: ml_collections.ConfigDict, data: ImageData | TextDat
     return TextData(data.spec.encode(truth.text), data.spec, data.block_size), truth
   ood_images = None
   if config.data.ood_source:
-    ood_images = load_split(config.data.ood_source, "train",
-                            data_dir=config.data.data_dir).images
+    ood_images = shaped_like(load_split(config.data.ood_source, "train",
+                                        data_dir=config.data.data_dir).images,
+                             data.images.shape[1:])
   corrupted = corrupt(data, spec, seed, ood_images)
   return corrupted.data, overlay(file_truth, corrupted)
 
