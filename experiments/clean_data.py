@@ -71,7 +71,8 @@ def main(argv):
     neg_elbo = per_example_neg_elbo(restore_run(_VAE_WORKDIR.value), data)
   report, exclude, flagged, scores = clean(config, data, truth, neg_elbo, log=logging.info)
   report = {"dataset": config.data.name, "split": config.data.split,
-            "label_file": config.data.label_file, "corrupt": config.data.corrupt, "corrupt_seed": config.data.corrupt_seed,
+            "label_file": config.data.label_file, "corrupt": config.data.corrupt,
+            "corrupt_seed": config.data.corrupt_seed,
             "ood_source": config.data.ood_source, "num_items": num_items(data),
             "injected": truth.summary() if truth is not None else {}, **report}
   np.save(os.path.join(workdir, "exclude.npy"), exclude)

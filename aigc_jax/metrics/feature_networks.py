@@ -10,9 +10,10 @@ undoes to read class probabilities.
   for FID or precision/recall to mean anything: a VGG-like BatchNorm stack. On a 2-core
   CPU a conv stack at 32x32 is the cost, so the stem is a patchify layer (2x2
   space-to-depth and a dense layer, 16x16 from the start), followed by one block per
-  width: 3x3 conv, 2x2 average pool, BatchNorm, ReLU, 3x3 conv, BatchNorm, ReLU. Features are the global max over the
-  last block's map. Average rather than max pooling inside the blocks, because XLA:CPU's
-  max-pool gradient (select-and-scatter) cost more than the convs here.
+  width: 3x3 conv, 2x2 average pool, BatchNorm, ReLU, 3x3 conv, BatchNorm, ReLU. Features
+  are the global max over the last block's map. Average rather than max pooling inside
+  the blocks, because XLA:CPU's max-pool gradient (select-and-scatter) cost more than the
+  convs here.
 """
 
 from __future__ import annotations
