@@ -49,7 +49,7 @@ class ClassifierSettings:
   seed: int = 0
 
 
-# Colour images: measured on CIFAR-10 (docs/results.md); test accuracy >= 0.85.
+# Colour images: CIFAR-10 test accuracy 0.828 in 17 minutes on 2 CPU cores (docs/metrics.md).
 COLOUR_SETTINGS = ClassifierSettings(architecture="colour", widths=(64, 128, 256), epochs=10,
                                      batch_size=128, learning_rate=0.1, augment=True,
                                      label_smoothing=0.2)
