@@ -89,14 +89,11 @@ class Cifar10FromArrays(cifar.Cifar10, skip_registration=True):
 ARCHIVE_BUILDERS = {"cifar10": Cifar10FromArrays}
 
 
-def prepare_from_archive(name: str, path: str, data_dir: str | None,
-                         expected_md5: Mapping[str, str] | None = None
+def prepare_from_archive(name: str, path: str, data_dir: str | None
                          ) -> tfds.core.DatasetBuilder:
-  """Prepares TFDS dataset `name` in `data_dir` from its checked archive at `path`.
-
-  `expected_md5` defaults to the real dataset's; tests pass their fake archive's.
-  """
-  arrays = load_checked_arrays(path, ARRAY_MD5[name] if expected_md5 is None else expected_md5)
+  """Prepares TFDS dataset `name` in `data_dir` from its archive at `path`, checked
+  against ARRAY_MD5[name]."""
+  arrays = load_checked_arrays(path, ARRAY_MD5[name])
   builder = ARCHIVE_BUILDERS[name](arrays=arrays, data_dir=data_dir)
   tfds.disable_progress_bar()
   builder.download_and_prepare()
