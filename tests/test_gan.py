@@ -90,6 +90,22 @@ def test_the_average_is_g_itself_until_ema_start():
       assert not np.allclose(ema, g)
 
 
+def test_learning_rates_hold_then_fall_linearly_to_zero_at_the_last_step():
+  config = mlp_gan.get_config("tiny")
+  assert gan.learning_rate(2e-4, config) == 2e-4  # decay_start -1: constant.
+  config.num_steps, config.optimizer.decay_start = 8, 4
+  schedule = gan.learning_rate(2e-4, config)
+  np.testing.assert_allclose([schedule(s) for s in (0, 4, 6, 8)], [2e-4, 2e-4, 1e-4, 0.0],
+                             atol=1e-12)
+  # At a learning rate of 0 a step leaves both networks where they are.
+  config.num_steps, config.optimizer.decay_start = 1, 0
+  state, step, mesh = init(config)
+  batch = sharding.to_global(fake_batch(), sharding.batch_sharded(mesh))
+  for i in range(2):
+    old, (state, _) = state, step(state, batch, jax.random.key(i))
+  chex.assert_trees_all_equal((old.g_params, old.d_params), (state.g_params, state.d_params))
+
+
 def test_generator_gradient_is_taken_through_the_updated_discriminator():
   """The step reuses G's forward pass; its G gradient must equal a direct computation."""
   config = mlp_gan.get_config("tiny")
@@ -249,6 +265,41 @@ def test_conditional_batchnorm_starts_as_batchnorm_and_learns_per_class_gains():
   with pytest.raises(ValueError, match="conditional generator"):
     DCGANGenerator((8, 8, 1), (4, 4), conditional_norm=True).init(
         jax.random.key(0), jnp.zeros((1, 3)), train=False)
+
+
+def test_the_average_samples_with_batchnorm_statistics_of_its_own_weights():
+  config = cgan.get_config("tiny")
+  config.model.g_conditional_norm = True
+  state, step, mesh = init(config)
+  batch = sharding.to_global(fake_batch(), sharding.batch_sharded(mesh))
+  for i in range(3):
+    state, _ = step(state, batch, jax.random.key(i))
+  generator, _ = gan.build_models(config, SPEC)
+  ema, live = state.ema_g_params, state.g_batch_stats
+  own = gan.own_statistics(generator, ema, live, config.latent_dim, 2)
+  # Measured, not carried over: the same whatever running statistics it is handed.
+  chex.assert_trees_all_close(own, gan.own_statistics(
+      generator, ema, jax.tree.map(jnp.zeros_like, live), config.latent_dim, 2), atol=1e-6)
+  # They are the statistics of the average's own batch: inference mode with them equals
+  # training mode (batch statistics) on the latents they were measured on.
+  n = gan.OWN_STATISTICS_SAMPLES
+  z, labels = jax.random.normal(jax.random.key(0), (n, config.latent_dim)), jnp.arange(n) % 2
+  np.testing.assert_allclose(
+      generator.apply({"params": ema, "batch_stats": own}, z, labels, train=False),
+      generator.apply({"params": ema, "batch_stats": live}, z, labels, train=True,
+                      mutable=["batch_stats"])[0], atol=1e-5)
+  # The sampler uses them by default; "live" keeps the training G's running statistics.
+  z4, labels4 = jax.random.normal(jax.random.key(5), (4, config.latent_dim)), jnp.arange(4) % 2
+  for mode, stats in (("own", own), ("live", live)):
+    config.ema_bn_statistics = mode
+    np.testing.assert_allclose(
+        gan.make_sampler(config, SPEC)(state, jax.random.key(5), 4),
+        generator.apply({"params": ema, "batch_stats": stats}, z4, labels4, train=False),
+        atol=1e-5)
+  assert not np.allclose(*(jax.tree.leaves(s)[0] for s in (own, live)))
+  config.ema_bn_statistics = "nope"
+  with pytest.raises(ValueError, match="ema_bn_statistics"):
+    gan.make_sampler(config, SPEC)
 
 
 def test_dcgan_reaches_any_side_without_resizing_and_samples_in_inference_mode():

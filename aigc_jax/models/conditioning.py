@@ -69,7 +69,7 @@ class ConditionalBatchNorm(nn.Module):
   """
 
   num_classes: int
-  momentum: float = 0.99
+  momentum: float  # Share of the running statistics kept at each training-mode call.
   axis_name: str | None = None
 
   @nn.compact

@@ -50,6 +50,9 @@ class DCGANGenerator(nn.Module):
   label_features: int = 32
   batch_axis: str | None = None  # pmap axis over which BatchNorm statistics are taken.
   conditional_norm: bool = False  # Class-conditional BatchNorm (needs num_classes > 0).
+  # Share of the running statistics kept at each training-mode call; 0 makes them the
+  # statistics of the batch just seen (gan.own_statistics measures G's that way).
+  bn_momentum: float = _BN_MOMENTUM
 
   @nn.compact
   def __call__(self, z: jnp.ndarray, labels: jnp.ndarray | None = None,
@@ -64,9 +67,10 @@ class DCGANGenerator(nn.Module):
 
     def norm(x):
       if self.conditional_norm:
-        x = ConditionalBatchNorm(self.num_classes, _BN_MOMENTUM, self.batch_axis)(x, labels, train)
+        x = ConditionalBatchNorm(self.num_classes, self.bn_momentum, self.batch_axis)(
+            x, labels, train)
       else:
-        x = nn.BatchNorm(use_running_average=not train, momentum=_BN_MOMENTUM,
+        x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
                          axis_name=self.batch_axis)(x)
       return nn.relu(x)
 

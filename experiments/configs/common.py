@@ -24,11 +24,16 @@ def gan_options(config: ConfigDict) -> ConfigDict:
   config.diffaugment = ""  # DiffAugment policy, e.g. "color,translation,cutout"; "" = off.
   config.ema_decay = 0.999  # Sampling uses this Polyak average of G.
   config.ema_start = 0  # Step from which G is averaged; before it the average is G itself.
+  # BatchNorm statistics of the averaged G when sampling: "own" (measured for its weights)
+  # or "live" (the training G's running statistics).
+  config.ema_bn_statistics = "own"
   config.optimizer = ConfigDict()
   config.optimizer.g_learning_rate = 2e-4  # Radford et al. 2015 (DCGAN) settings.
   config.optimizer.d_learning_rate = 2e-4
   config.optimizer.b1 = 0.5
   config.optimizer.b2 = 0.999
+  # Step from which both learning rates fall linearly to 0 at num_steps; -1 = constant.
+  config.optimizer.decay_start = -1
   return config
 
 
