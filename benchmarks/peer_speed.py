@@ -1,0 +1,73 @@
+"""Ours against a peer framework, alternated in the same minutes, as a ratio of images/s.
+
+  AIGC_RAW_DATA_DIR=../shared/data python -m benchmarks.peer_speed --model=dcgan_mnist \
+      [--rounds=3]
+
+Each round runs `benchmarks.train_step_speed` on one of our configs (its full loop: the
+tf.data pipeline included) and then the same network in the peer framework in each of its
+variants, every one in a fresh process:
+- dcgan_mnist, dcgan_cifar10: the seed's DCGANs at batch 128 against PyTorch eager
+  (`benchmarks.torch_dcgan`) in NCHW and channels_last layouts;
+- mlp_gan: `mlp_gan.py:mnist` at its defaults against Keras 3 on TensorFlow with XLA
+  (`benchmarks.keras_mlp_gan`).
+A shared VM's speed drifts by tens of percent within minutes, so only figures from the
+same round are divided: the ratios are printed per round, then their range.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from absl import app, flags
+
+# model: (our train_step_speed flags, peer module, {peer variant: its flags}).
+# Our configs are the peer's network: the seed's widths, batch 128.
+MODELS = {
+    "dcgan_mnist": (["--config=experiments/configs/dcgan.py:mnist", "--config.batch_size=128",
+                     "--config.model.g_widths=(256,128)", "--config.model.d_widths=(64,128)",
+                     "--config.model.d_norm=batch", "--config.loss=non_saturating"],
+                    "benchmarks.torch_dcgan",
+                    {"PyTorch NCHW": ["--shape=mnist"],
+                     "PyTorch channels_last": ["--shape=mnist", "--channels_last"]}),
+    "dcgan_cifar10": (["--config=experiments/configs/dcgan.py:cifar10"],
+                      "benchmarks.torch_dcgan",
+                      {"PyTorch NCHW": ["--shape=cifar10"],
+                       "PyTorch channels_last": ["--shape=cifar10", "--channels_last"]}),
+    "mlp_gan": (["--config=experiments/configs/mlp_gan.py:mnist", "--steps=2000"],
+                "benchmarks.keras_mlp_gan", {"Keras-XLA": ["--jit_compile"]}),
+}
+_MODEL = flags.DEFINE_enum("model", "dcgan_mnist", list(MODELS), "What to compare.")
+_ROUNDS = flags.DEFINE_integer("rounds", 3, "Alternations of ours and the peer's runs.")
+
+
+def images_per_second(module: str, args: list[str], pattern: str) -> float:
+  """Runs `python -m module args` and reads the images/s figure its output names."""
+  out = subprocess.run([sys.executable, "-m", module, *args], check=True,
+                       capture_output=True, text=True).stdout
+  match = re.search(pattern, out, re.MULTILINE)
+  if not match:
+    raise RuntimeError(f"No images/s figure in the output of {module}:\n{out}")
+  return float(match.group(1))
+
+
+def main(argv):
+  del argv
+  ours_args, peer_module, variants = MODELS[_MODEL.value]
+  ratios = {name: [] for name in variants}
+  for round_ in range(_ROUNDS.value):
+    ours = images_per_second("benchmarks.train_step_speed", ours_args,
+                             r"^full loop.*? (\d+) images/s")
+    line = [f"round {round_ + 1}: ours {ours:.0f} images/s"]
+    for name, args in variants.items():
+      peer = images_per_second(peer_module, args, r" (\d+) images/s")
+      ratios[name].append(ours / peer)
+      line.append(f"{name} {peer:.0f} (ratio {ours / peer:.2f})")
+    print("; ".join(line), flush=True)
+  for name, values in ratios.items():
+    print(f"ours / {name}: {min(values):.2f}-{max(values):.2f} over {len(values)} rounds")
+
+
+if __name__ == "__main__":
+  app.run(main)
