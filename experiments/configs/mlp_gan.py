@@ -28,6 +28,9 @@ def get_config(variant: str = "mnist") -> ConfigDict:
   config.model.label_features = 32  # Width of G's label embedding.
   config.model.d_norm = "none"  # "none" or "spectral" (spectral norm on every D layer).
   config.num_steps = 10_000  # About 21 epochs of MNIST at batch 128.
+  # Ten steps per jitted call train exactly as one (tests/test_loop.py) and keep the host's
+  # per-call work off a step this short (README, Speed).
+  config.steps_per_call = 10
   if variant == "mnist_r1":
     config.d_reg = "r1"
     config.r1_gamma = 1.0  # Small for 28x28 grey images (10 is the CelebA/LSUN value).
@@ -36,6 +39,7 @@ def get_config(variant: str = "mnist") -> ConfigDict:
     config.data.name = "fashion_mnist"
   if variant == "tiny":
     common.tiny_loop(config)
+    config.steps_per_call = 1
     config.model.g_hidden = (16, 32)
     config.model.d_hidden = (32, 16)
     config.latent_dim = 8
