@@ -22,20 +22,25 @@ import sys
 
 from absl import app, flags
 
-# model: (our train_step_speed flags, peer module, {peer variant: its flags}).
-# Our configs are the peer's network: the seed's widths, batch 128.
+# model: (our train_step_speed flags, peer module, {peer variant: its flags}). Our configs
+# are the peer's network (the seed's widths, batch 128); each run times about a minute.
+_CONV_TIMING, _PEER_CONV_TIMING = ["--steps=60", "--repeats=3"], ["--steps=40", "--repeats=3"]
 MODELS = {
     "dcgan_mnist": (["--config=experiments/configs/dcgan.py:mnist", "--config.batch_size=128",
                      "--config.model.g_widths=(256,128)", "--config.model.d_widths=(64,128)",
-                     "--config.model.d_norm=batch", "--config.loss=non_saturating"],
+                     "--config.model.d_norm=batch", "--config.loss=non_saturating",
+                     *_CONV_TIMING],
                     "benchmarks.torch_dcgan",
-                    {"PyTorch NCHW": ["--shape=mnist"],
-                     "PyTorch channels_last": ["--shape=mnist", "--channels_last"]}),
-    "dcgan_cifar10": (["--config=experiments/configs/dcgan.py:cifar10"],
+                    {"PyTorch NCHW": ["--shape=mnist", *_PEER_CONV_TIMING],
+                     "PyTorch channels_last": ["--shape=mnist", "--channels_last",
+                                               *_PEER_CONV_TIMING]}),
+    "dcgan_cifar10": (["--config=experiments/configs/dcgan.py:cifar10", *_CONV_TIMING],
                       "benchmarks.torch_dcgan",
-                      {"PyTorch NCHW": ["--shape=cifar10"],
-                       "PyTorch channels_last": ["--shape=cifar10", "--channels_last"]}),
-    "mlp_gan": (["--config=experiments/configs/mlp_gan.py:mnist", "--steps=2000"],
+                      {"PyTorch NCHW": ["--shape=cifar10", *_PEER_CONV_TIMING],
+                       "PyTorch channels_last": ["--shape=cifar10", "--channels_last",
+                                                 *_PEER_CONV_TIMING]}),
+    "mlp_gan": (["--config=experiments/configs/mlp_gan.py:mnist", "--steps=2000",
+                 "--repeats=3"],
                 "benchmarks.keras_mlp_gan", {"Keras-XLA": ["--jit_compile"]}),
 }
 _MODEL = flags.DEFINE_enum("model", "dcgan_mnist", list(MODELS), "What to compare.")
