@@ -246,12 +246,11 @@ def own_statistics(generator: nn.Module, g_params, batch_stats, latent_dim: int,
 
   The running statistics a GAN state carries follow the live G; the Polyak average has
   other weights, and normalising its activations with the live G's statistics cost the
-  28x28 cGAN 1.5 FID (docs/gan.md). One training-mode pass with momentum 0 over fixed
+  28x28 cGAN 1.6 FID (docs/gan.md). One training-mode pass with momentum 0 over fixed
   latents (balanced labels) gives the average its own, the same at every call.
   """
   measure = generator.clone(bn_momentum=0.0, batch_axis=None)
-  key = jax.random.key(0)
-  z = jax.random.normal(key, (OWN_STATISTICS_SAMPLES, latent_dim))
+  z = jax.random.normal(jax.random.key(0), (OWN_STATISTICS_SAMPLES, latent_dim))
   labels = balanced_labels(OWN_STATISTICS_SAMPLES, num_classes) if num_classes else None
   _, updates = measure.apply(_variables(g_params, batch_stats), z, labels, train=True,
                              mutable=["batch_stats"])
