@@ -6,11 +6,15 @@ What is measured for each family: aigc_jax/metrics/run_evaluation.py and docs/me
 The feature classifier of image metrics is read from --classifier_dir (default
 classifiers/DATASET beside the run folder, e.g. runs/classifiers/mnist for runs/cgan),
 and trained there once if absent.
+
+Saved images (experiments.sample --output, fused or filtered runs included) are scored the
+same way, in the feature space of --workdir's dataset, into SAMPLES.eval.json:
+  python -m experiments.evaluate --workdir=runs/cgan --samples=fused.npy
 """
 
 from absl import app, flags, logging
 
-from aigc_jax.metrics.run_evaluation import EvalOptions, evaluate_run
+from aigc_jax.metrics.run_evaluation import EvalOptions, evaluate_run, evaluate_samples
 from experiments import cli
 
 _DEFAULTS = EvalOptions()
@@ -37,6 +41,8 @@ _TEXT_CHARS = flags.DEFINE_integer("text_chars", _DEFAULTS.text_chars, "Language
                                    "characters per continuation.", lower_bound=1)
 _TEMPERATURE = flags.DEFINE_float("temperature", _DEFAULTS.temperature,
                                   "Language models: sampling temperature.", lower_bound=0.0)
+_SAMPLES = flags.DEFINE_string("samples", None, "Score these saved images (.npy from "
+                               "experiments.sample) instead of the run's own draws.")
 flags.mark_flags_as_required(["workdir"])
 
 
@@ -49,7 +55,10 @@ def main(argv):
                         num_samples=_NUM_SAMPLES.value, classifier_dir=_CLASSIFIER_DIR.value,
                         text_samples=_TEXT_SAMPLES.value, prompt_chars=_PROMPT_CHARS.value,
                         text_chars=_TEXT_CHARS.value, temperature=_TEMPERATURE.value)
-  report, path = evaluate_run(_WORKDIR.value, options)
+  if _SAMPLES.value:
+    report, path = evaluate_samples(_WORKDIR.value, _SAMPLES.value, options)
+  else:
+    report, path = evaluate_run(_WORKDIR.value, options)
   cli.print_report(report)
   logging.info("Wrote %s.", path)
 

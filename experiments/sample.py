@@ -7,6 +7,16 @@ writes float32 images in [0, 1], shape (N, H, W, C). Class-conditional models ta
 --label=K (every sample of class K) or --labels=balanced (0, 1, ..., K-1, 0, ...; the
 default) and also write the labels used, int32 (N,), to samples.labels.npy.
 
+Several image runs (a repeated --workdir) are sampled as one, fused by --fusion
+(aigc_jax/quality/fusion.py); one run can be filtered the same way:
+  python -m experiments.sample --workdir=runs/a --workdir=runs/b --workdir=runs/c \
+      --num_samples=10000 --output=fused.npy --fusion=vote --min_votes=3
+mixture draws evenly from the runs; vote keeps what --min_votes of --num_judges
+classifiers (trained once on disjoint folds of the training split, in --judges_dir) agree
+on; drs is discriminator rejection sampling with each GAN's own D. What the keeping cost
+(draws per kept sample, per run, seconds) goes to samples.fusion.json; score the images
+with python -m experiments.evaluate --workdir=runs/a --samples=fused.npy.
+
 Text (language models), every prompt continued at once:
   python -m experiments.sample --workdir=runs/gpt --prompt="ROMEO:" [--prompt="JULIET:"] \
       --num_chars=500 --temperature=0.8 --top_k=40 --top_p=0.95 [--stop="\n\n"] [--seed=S] \
@@ -14,6 +24,7 @@ Text (language models), every prompt continued at once:
 prints each prompt with its continuation (and writes them to --output if given).
 """
 
+import json
 import os
 
 import numpy as np
@@ -21,14 +32,18 @@ from absl import app, flags, logging
 
 from aigc_jax.data.image_grid import make_grid, save_png
 from aigc_jax.data.text import TextSpec
+from aigc_jax.quality.fusion import STRATEGIES, FusionOptions, draw_fused
+from aigc_jax.quality.judges import judges_for_run
 from aigc_jax.train.restore import generate_images, generate_text, requested_labels, restore_run
 from aigc_jax.train.sample_output import grid_columns
 from experiments import cli
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run folder written by experiments.train.")
+_FUSION_DEFAULTS = FusionOptions()
+_WORKDIRS = flags.DEFINE_multi_string("workdir", None, "Run folder written by "
+                                      "experiments.train; images: repeat to fuse several.")
 _OUTPUT = flags.DEFINE_string("output", None, "Images: .npy file (required). Text: .txt file.")
 _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint step; default the latest.")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (of every run); default the latest.")
 _NUM = flags.DEFINE_integer("num_samples", 64, "Images: how many to draw.", lower_bound=1)
 _PNG = flags.DEFINE_string("png", None, "Images: optional PNG grid of the first 100.")
 _LABEL = flags.DEFINE_integer("label", None, "Images, conditional models: draw class K only.",
@@ -47,6 +62,21 @@ _TOP_K = flags.DEFINE_integer("top_k", 0, "Text: keep the k likeliest tokens (0:
 _TOP_P = flags.DEFINE_float("top_p", 1.0, "Text: nucleus mass to keep, in (0, 1] (1: all).",
                             upper_bound=1.0)
 _STOP = flags.DEFINE_string("stop", None, "Text: end each continuation before this string.")
+_FUSION = flags.DEFINE_enum("fusion", None, STRATEGIES, "Images: fuse the runs (or filter "
+                            "one); default mixture for several runs, plain sampling for one.")
+_JUDGES_DIR = flags.DEFINE_string("judges_dir", None, "vote: judges' folder; default "
+                                  "classifiers/DATASET_judges beside the first run folder.")
+_NUM_JUDGES = flags.DEFINE_integer("num_judges", 3, "vote: judges, each trained on its own "
+                                   "fold of the training split.", lower_bound=1)
+_MIN_VOTES = flags.DEFINE_integer("min_votes", None, "vote: judges that must agree; default "
+                                  "all of them.", lower_bound=1)
+_CONFIDENT = flags.DEFINE_float("confident", _FUSION_DEFAULTS.confident, "vote: probability "
+                                "at which a judge gives a class its vote.", lower_bound=0.0,
+                                upper_bound=1.0)
+_DRS_PERCENTILE = flags.DEFINE_float("drs_percentile", _FUSION_DEFAULTS.drs_percentile,
+                                     "drs: gamma is this percentile of F(x) on the burn-in "
+                                     "draw; higher keeps fewer.", lower_bound=0.0,
+                                     upper_bound=100.0)
 flags.mark_flags_as_required(["workdir"])
 
 
@@ -62,7 +92,26 @@ def sample_text(run) -> None:
       f.write(shown + "\n")
 
 
-def sample_images(run) -> None:
+def fused_images(runs, labels) -> np.ndarray:
+  """--fusion's draw from all runs; writes its cost report beside --output."""
+  options = FusionOptions(strategy=_FUSION.value or "mixture",
+                          min_votes=_MIN_VOTES.value or _NUM_JUDGES.value,
+                          confident=_CONFIDENT.value, drs_percentile=_DRS_PERCENTILE.value,
+                          batch_size=_BATCH.value)
+  judges = (judges_for_run(runs[0], _WORKDIRS.value[0], _NUM_JUDGES.value, _JUDGES_DIR.value,
+                           log=logging.info) if options.strategy == "vote" else None)
+  images, report = draw_fused(runs, _WORKDIRS.value, _NUM.value, labels, options,
+                              judges=judges, seed=_SEED.value, log=logging.info)
+  report_path = os.path.splitext(_OUTPUT.value)[0] + ".fusion.json"
+  with open(report_path, "w") as f:
+    json.dump(report, f, indent=2)
+  logging.info("%s: %.3f draws per kept sample (burn-in included), %.1f s; report %s.",
+               options.strategy, report["draws_per_kept"], report["seconds"], report_path)
+  return images
+
+
+def sample_images(runs) -> None:
+  run = runs[0]
   if flags.FLAGS["prompt"].present:
     raise app.UsageError("--prompt is for language-model runs; this run models images "
                          "(use --label or --labels to choose classes).")
@@ -71,11 +120,13 @@ def sample_images(run) -> None:
   if _LABEL.value is not None and _LABELS.value:
     raise app.UsageError("Give --label=K or --labels=balanced, not both.")
   labels = requested_labels(run, _NUM.value, _LABEL.value, _LABELS.value == "balanced")
-  images = generate_images(run, _NUM.value, seed=_SEED.value, batch_size=_BATCH.value,
-                           labels=labels)
+  if len(runs) > 1 or _FUSION.value:
+    images = fused_images(runs, labels)
+  else:
+    images = generate_images(run, _NUM.value, seed=_SEED.value, batch_size=_BATCH.value,
+                             labels=labels)
   np.save(_OUTPUT.value, images)
-  logging.info("Wrote %s samples %s from step %d to %s.", len(images), images.shape[1:],
-               run.step, _OUTPUT.value)
+  logging.info("Wrote %s samples %s to %s.", len(images), images.shape[1:], _OUTPUT.value)
   if labels is not None:
     labels_path = os.path.splitext(_OUTPUT.value)[0] + ".labels.npy"
     np.save(labels_path, labels)
@@ -93,8 +144,14 @@ def main(argv):
     raise app.UsageError(f"--top_p={_TOP_P.value} keeps no token; give a nucleus mass in "
                          "(0, 1] (1 keeps all).")
   cli.setup_runtime()
-  run = restore_run(_WORKDIR.value, _STEP.value)
-  (sample_text if isinstance(run.spec, TextSpec) else sample_images)(run)
+  runs = [restore_run(workdir, _STEP.value) for workdir in _WORKDIRS.value]
+  if not isinstance(runs[0].spec, TextSpec):
+    sample_images(runs)
+  elif len(runs) > 1 or _FUSION.value:
+    raise app.UsageError("--fusion and a repeated --workdir are for image runs; give one "
+                         "language-model run.")
+  else:
+    sample_text(runs[0])
 
 
 if __name__ == "__main__":

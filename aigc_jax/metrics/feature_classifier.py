@@ -249,10 +249,12 @@ def cache_name(dataset: str, train: ImageData) -> str:
 
 
 def load_or_train(directory: str, dataset: str, train: ImageData, test: ImageData,
-                  log=print) -> tuple[nn.Module, dict, dict]:
-  """The dataset's feature network from `directory`; trained there once, with the fixed
-  default settings, if the folder has none yet. A cached network trained on other data
-  (its card's dataset name or training-data fingerprint differ) is refused."""
+                  log=print, settings: ClassifierSettings | None = None
+                  ) -> tuple[nn.Module, dict, dict]:
+  """The dataset's feature network from `directory`; trained there once, with `settings`
+  (default: the dataset's fixed `default_settings`), if the folder has none yet. A cached
+  network trained on other data (its card's dataset name or training-data fingerprint
+  differ) is refused."""
   trained_on = data_fingerprint(train)
   if os.path.isfile(os.path.join(directory, "card.json")):
     model, variables, card = load(directory, train.num_classes, train.images.shape[1:])
@@ -265,7 +267,7 @@ def load_or_train(directory: str, dataset: str, train: ImageData, test: ImageDat
           f"(fingerprint {card['data_fingerprint']}, this training split {trained_on}). "
           "Point --classifier_dir at a fresh folder, or the one made for this data.")
     return model, variables, card
-  settings = default_settings(train.images.shape[1:])
+  settings = settings or default_settings(train.images.shape[1:])
   log(f"No feature classifier in {directory}: training one on {dataset} "
       f"({dataclasses.asdict(settings)}); later evaluations reuse it.")
   start = time.perf_counter()

@@ -22,7 +22,8 @@ from absl import logging
 
 from aigc_jax.data.images import ImageData
 from aigc_jax.data.sources import config_split, describe_split
-from aigc_jax.errors import InvalidInputError
+from aigc_jax.data.text import TextSpec
+from aigc_jax.errors import InvalidInputError, MissingInputError
 from aigc_jax.metrics import feature_classifier
 from aigc_jax.metrics.image_report import image_sample_report, real_floor
 from aigc_jax.metrics.text_metrics import text_report
@@ -56,9 +57,18 @@ def default_classifier_dir(run_dir: str, dataset: str) -> str:
 
 
 def sample_metrics(run: RestoredRun, run_dir: str, options: EvalOptions) -> dict:
-  """Every sample-based metric (image_report.py), in the dataset's classifier space."""
+  """Every sample-based metric of `options.num_samples` draws from the run."""
   if not options.num_samples:
     return {}
+  labels = requested_labels(run, options.num_samples)
+  samples = generate_images(run, options.num_samples, seed=options.seed, labels=labels)
+  return score_images(run, run_dir, options, samples, labels)
+
+
+def score_images(run: RestoredRun, run_dir: str, options: EvalOptions, samples: np.ndarray,
+                 labels: np.ndarray | None) -> dict:
+  """Every sample-based metric (image_report.py) of `samples` in [0, 1], drawn for
+  `labels` if given, in the feature classifier space of the run's dataset."""
   dataset = run.config.data.name
   train = config_split(run.config, run.config.data.split)
   test = config_split(run.config, run.config.data.test_split)
@@ -66,8 +76,6 @@ def sample_metrics(run: RestoredRun, run_dir: str, options: EvalOptions) -> dict
       run_dir, feature_classifier.cache_name(dataset, train))
   model, params, card = feature_classifier.load_or_train(directory, dataset, train, test,
                                                          log=logging.info)
-  labels = requested_labels(run, options.num_samples)
-  samples = generate_images(run, options.num_samples, seed=options.seed, labels=labels)
   embed = lambda images: feature_classifier.features_and_probs(model, params, images)
   fake_feats, fake_probs = embed(samples)
   real_feats, real_probs = embed(test.images)
@@ -152,6 +160,48 @@ def evaluate_run(run_dir: str, options: EvalOptions = EvalOptions()) -> tuple[di
   report = REPORTS[run.config.family](run, run_dir, options)
   report["eval_seconds"] = time.perf_counter() - start
   path = os.path.join(run_dir, "eval", f"step_{run.step}.json")
+  with open(path, "w") as f:
+    json.dump(report, f, indent=2)
+  return report, path
+
+
+def load_saved_samples(samples_path: str, image_shape) -> tuple[np.ndarray, np.ndarray | None]:
+  """Images written by experiments.sample (float [0, 1], (N, H, W, C)) and, if it wrote
+  them, their labels (SAMPLES.labels.npy)."""
+  if not os.path.isfile(samples_path):
+    raise MissingInputError(f"No samples file {samples_path}; write one with python -m "
+                            "experiments.sample --output=FILE.npy.")
+  samples = np.load(samples_path)
+  if samples.ndim != 4 or tuple(samples.shape[1:]) != tuple(image_shape):
+    raise InvalidInputError(f"{samples_path} holds images of shape {samples.shape}; this run "
+                            f"draws (N, {', '.join(map(str, image_shape))}). Score it with "
+                            "a run of the same dataset.")
+  labels_path = os.path.splitext(samples_path)[0] + ".labels.npy"
+  labels = np.load(labels_path) if os.path.isfile(labels_path) else None
+  if labels is not None and len(labels) != len(samples):
+    raise InvalidInputError(f"{labels_path} has {len(labels)} labels for {len(samples)} "
+                            "images; write both again with experiments.sample.")
+  return samples, labels
+
+
+def evaluate_samples(run_dir: str, samples_path: str,
+                     options: EvalOptions = EvalOptions()) -> tuple[dict, str]:
+  """Scores saved samples (experiments.sample --output) as `evaluate_run` scores the run's
+  own draws, in the feature space of `run_dir`'s dataset; writes SAMPLES.eval.json, with
+  the fusion report SAMPLES.fusion.json beside it copied in."""
+  run = restore_run(run_dir, options.step)
+  if isinstance(run.spec, TextSpec):
+    raise InvalidInputError(f"--samples scores images; {run_dir} is a language-model run.")
+  samples, labels = load_saved_samples(samples_path, run.spec.image_shape)
+  start = time.perf_counter()
+  report = {"samples_file": os.path.abspath(samples_path), "scored_in_run": run_dir,
+            **score_images(run, run_dir, options, samples, labels)}
+  report["eval_seconds"] = time.perf_counter() - start
+  stem = os.path.splitext(samples_path)[0]
+  if os.path.isfile(stem + ".fusion.json"):
+    with open(stem + ".fusion.json") as f:
+      report["fusion"] = json.load(f)
+  path = stem + ".eval.json"
   with open(path, "w") as f:
     json.dump(report, f, indent=2)
   return report, path

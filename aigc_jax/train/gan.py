@@ -288,5 +288,19 @@ def make_sampler(config: ml_collections.ConfigDict, spec: ImageSpec):
   return sample
 
 
+def make_critic(config: ml_collections.ConfigDict, spec: ImageSpec):
+  """critic(state, images, labels=None) -> (N,) logits of the trained D, BatchNorm in
+  inference mode; images in the model's [-1, 1]. For discriminator rejection sampling
+  (aigc_jax.quality.fusion), which reads D's logit as an estimate of log p_data / p_G."""
+  _, discriminator = build_models(config, spec)
+
+  def critic(state: GANState, images: jax.Array, labels=None) -> jax.Array:
+    logits = discriminator.apply(_variables(state.d_params, state.d_batch_stats), images,
+                                 labels, train=False)
+    return jnp.reshape(logits, (images.shape[0],))
+
+  return critic
+
+
 FAMILY = Family(create_state=create_state, make_train_step=make_train_step,
                 make_sampler=make_sampler, build_model=build_models)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from typing import Any
 
@@ -40,6 +41,12 @@ class RestoredRun:
       raise ValueError(f"Family '{self.config.family}' defines no build_model; this "
                        "evaluation needs its model.")
     return self.family.build_model(self.config, self.spec)
+
+  @functools.cached_property
+  def sampler(self):
+    """The family's sampler, jitted once per run (so repeated draws reuse its compilation);
+    sampler(state, rng, num_samples, labels), num_samples static."""
+    return jax.jit(self.family.make_sampler(self.config, self.spec), static_argnums=2)
 
 
 def restore_run(workdir: str, step: int | None = None) -> RestoredRun:
@@ -95,7 +102,7 @@ def generate_images(run: RestoredRun, num_samples: int, seed: int = 0,
   once; batch i uses key fold_in(seed_key, i), so a sample does not depend on num_samples.
   `labels` (num_samples,) asks a conditional model for those classes.
   """
-  sample = jax.jit(run.family.make_sampler(run.config, run.spec), static_argnums=2)
+  sample = run.sampler
   key = jax.random.key(seed)
   num_batches = -(-num_samples // batch_size)
   if labels is not None:
