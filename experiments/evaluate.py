@@ -41,6 +41,9 @@ _TEXT_CHARS = flags.DEFINE_integer("text_chars", _DEFAULTS.text_chars, "Language
                                    "characters per continuation.", lower_bound=1)
 _TEMPERATURE = flags.DEFINE_float("temperature", _DEFAULTS.temperature,
                                   "Language models: sampling temperature.", lower_bound=0.0)
+_SAMPLE_LABELS = flags.DEFINE_enum("sample_labels", None, ["uniform", "data"],
+                                   "Conditional models: draw classes evenly or in the "
+                                   "training split's shares; default the run's setting.")
 _SAMPLES = flags.DEFINE_string("samples", None, "Score these saved images (.npy from "
                                "experiments.sample) instead of the run's own draws.")
 flags.mark_flags_as_required(["workdir"])
@@ -54,7 +57,8 @@ def main(argv):
                         iwae_k=_IWAE_K.value, num_examples=_NUM.value,
                         num_samples=_NUM_SAMPLES.value, classifier_dir=_CLASSIFIER_DIR.value,
                         text_samples=_TEXT_SAMPLES.value, prompt_chars=_PROMPT_CHARS.value,
-                        text_chars=_TEXT_CHARS.value, temperature=_TEMPERATURE.value)
+                        text_chars=_TEXT_CHARS.value, temperature=_TEMPERATURE.value,
+                        sample_labels=_SAMPLE_LABELS.value)
   if _SAMPLES.value:
     report, path = evaluate_samples(_WORKDIR.value, _SAMPLES.value, options)
   else:

@@ -12,6 +12,7 @@ from typing import Any
 from ml_collections import ConfigDict
 from ml_collections.config_dict import placeholder
 
+from aigc_jax.data.images import BALANCE
 from aigc_jax.errors import InvalidInputError
 
 # A rule: (does this value fit, what a fitting value is).
@@ -44,6 +45,9 @@ def data_config() -> ConfigDict:
   data.exclude = placeholder(str)  # .npy of training ids to drop (experiments.clean_data).
   # .npy of int labels replacing the training split's own (relabelled or crowd labels).
   data.label_file = placeholder(str)
+  # Against unequal classes (images.py): "none", "resample" (every class an equal share of
+  # each epoch) or "reweight" (each example's loss scaled by N / (K * its class count)).
+  data.balance = "none"
   return data
 
 
@@ -71,6 +75,7 @@ DATA_RULES: dict[str, Rule] = {
     "image_size": (lambda v: v is None or (isinstance(v, int) and v >= 1),
                    "a positive integer, or unset"),
     "channels": (lambda v: v in (None, 1, 3), "1 (grey), 3 (RGB), or unset"),
+    "balance": one_of(*BALANCE),
 }
 
 

@@ -17,11 +17,17 @@ Kinds (each changes the image or the label of its examples, never neither):
 - near_duplicate: such a copy with +-4/255 uniform noise and a 0.9..1.1 contrast change;
 - out_of_distribution: an image from another dataset of the same shape (e.g. Fashion-MNIST
   inside MNIST) with a random label, as scraped data mislabelled by a pipeline would be.
+
+One kind removes examples instead: class_imbalance=F:C1,C2,... keeps a seeded share F of
+the examples of classes C1, C2, ... and drops the rest, as a collection that under-samples
+some groups would. It applies first; the other kinds then corrupt what is left, and the
+ground truth records the dropped examples' ids in the split as stored (`removed`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 
@@ -118,10 +124,51 @@ def gaussian_blur(images: np.ndarray, sigma: float) -> np.ndarray:
   return images
 
 
+IMBALANCE = "class_imbalance"
+
+
+def spec_items(spec: str) -> list[str]:
+  """'a=1,b=2:0,1' -> ['a=1', 'b=2:0,1']: a comma starts a new item only before 'kind='."""
+  return [part.strip() for part in re.split(r",(?=\s*[A-Za-z_]\w*\s*=)", spec) if part.strip()]
+
+
+def split_imbalance(spec: str, num_classes: int
+                    ) -> tuple[tuple[float, tuple[int, ...]] | None, str]:
+  """The class_imbalance item of `spec` as (kept share, classes), and the rest of `spec`."""
+  found, rest = None, []
+  for item in spec_items(spec):
+    name, _, value = item.partition("=")
+    if name.strip() != IMBALANCE:
+      rest.append(item)
+      continue
+    share, _, classes = value.partition(":")
+    try:
+      found = (float(share), tuple(int(c) for c in classes.split(",")))
+    except ValueError:
+      raise InvalidInputError(f"'{item}' must read {IMBALANCE}=SHARE:CLASS,CLASS,... e.g. "
+                              f"{IMBALANCE}=0.1:0,1 (classes 0 and 1 keep 10%).") from None
+    if not 0.0 <= found[0] <= 1.0:
+      raise InvalidInputError(f"{IMBALANCE} keeps a share in [0, 1]; '{item}' asks {found[0]}.")
+    if not all(0 <= c < num_classes for c in found[1]):
+      raise InvalidInputError(f"'{item}' names a class outside 0..{num_classes - 1}.")
+  return found, ",".join(rest)
+
+
+def imbalance_removed(labels: np.ndarray, share: float, classes: tuple[int, ...],
+                      rng: np.random.Generator) -> np.ndarray:
+  """Sorted ids to drop so that each class in `classes` keeps round(share * count)."""
+  removed = []
+  for c in classes:
+    members = np.flatnonzero(labels == c)
+    keep = int(round(share * len(members)))
+    removed.append(rng.permutation(members)[keep:])
+  return np.sort(np.concatenate(removed)) if removed else np.zeros(0, np.int64)
+
+
 def parse_spec(spec: str, known=CORRUPTIONS) -> list[tuple[str, float]]:
   """'kind=rate,kind=rate' -> [(kind, rate), ...]; '' -> []. Kinds must be in `known`."""
   pairs = []
-  for item in filter(None, (part.strip() for part in spec.split(","))):
+  for item in spec_items(spec):
     name, _, rate = item.partition("=")
     name = name.strip()
     if name not in known:
@@ -168,6 +215,10 @@ class GroundTruth:
   kinds: tuple[str, ...]  # kinds[0] is "clean".
   kind: np.ndarray  # (N,) int: index into `kinds` of each item's corruption.
   source: np.ndarray  # (N,) int: the clean item a duplicate copies; -1 otherwise.
+  # Ids, in the split as stored, that class_imbalance dropped; kind and source index the
+  # split without them.
+  removed: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64),
+                                          kw_only=True)
 
   def ids(self, name: str) -> np.ndarray:
     """Indices of the items corrupted by `name` (empty if the spec lacks it)."""
@@ -176,11 +227,14 @@ class GroundTruth:
     return np.flatnonzero(self.kind == self.kinds.index(name))
 
   def summary(self) -> dict[str, int]:
-    return {name: int(np.sum(self.kind == i)) for i, name in enumerate(self.kinds)}
+    counts = {name: int(np.sum(self.kind == i)) for i, name in enumerate(self.kinds)}
+    return {**counts, f"{IMBALANCE}_removed": len(self.removed)} if len(self.removed) else counts
 
   def save(self, path: str) -> None:
-    """Writes the ground truth (not the data) as an .npz: kind, source and kind names."""
-    np.savez(path, kind=self.kind, source=self.source, kinds=np.array(self.kinds))
+    """Writes the ground truth (not the data) as an .npz: kind, source, kind names and the
+    ids class_imbalance removed."""
+    np.savez(path, kind=self.kind, source=self.source, kinds=np.array(self.kinds),
+             removed=self.removed)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,8 +247,14 @@ class Corrupted(GroundTruth):
 def corrupt(data: ImageData, spec: str, seed: int,
             ood_images: np.ndarray | None = None) -> Corrupted:
   """Applies `spec` to a copy of `data`; see the module docstring for the kinds."""
+  imbalance, spec = split_imbalance(spec, data.num_classes)
   pairs = parse_spec(spec)
   rng = np.random.default_rng([CORRUPTION_STREAM, seed])
+  removed = np.zeros(0, np.int64)
+  if imbalance is not None:
+    removed = imbalance_removed(data.labels, *imbalance, rng)
+    kept = np.setdiff1d(np.arange(len(data.images)), removed)
+    data = ImageData(data.images[kept], data.labels[kept], data.num_classes)
   n = len(data.images)
   chosen, clean = draw_disjoint(np.arange(n), [rate for _, rate in pairs], rng, spec)
   kind = kind_per_item(chosen, n)
@@ -212,4 +272,4 @@ def corrupt(data: ImageData, spec: str, seed: int,
     CORRUPTIONS[name](images, labels, idx, rng, num_classes=data.num_classes,
                       sources=sources, ood_images=ood_images)
   return Corrupted(kinds=(CLEAN, *(name for name, _ in pairs)), kind=kind, source=source,
-                   data=ImageData(images, labels, data.num_classes))
+                   removed=removed, data=ImageData(images, labels, data.num_classes))

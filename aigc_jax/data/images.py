@@ -67,9 +67,10 @@ def scale_images(images_uint8: tf.Tensor) -> tf.Tensor:
   return tf.cast(images_uint8, tf.float32) / 127.5 - 1.0
 
 
-def example_indices(step: tf.Tensor, *, global_batch: int, num_examples: int, seed: int,
-                    process_index: int, process_count: int) -> tf.Tensor:
-  """Dataset indices of this process's share of global batch `step`."""
+def shuffled_positions(step: tf.Tensor, *, global_batch: int, num_examples: int, seed: int,
+                       process_index: int, process_count: int) -> tuple[tf.Tensor, tf.Tensor]:
+  """This process's share of global batch `step`: each example's place in its epoch's
+  permutation of 0..N-1, and the epoch."""
   local = local_batch_size(global_batch, process_count)
   positions = (step * global_batch + process_index * local
                + tf.range(local, dtype=tf.int64))  # (L,)
@@ -77,34 +78,81 @@ def example_indices(step: tf.Tensor, *, global_batch: int, num_examples: int, se
   seeds = tf.stack([tf.fill([local], tf.constant(seed, tf.int64)), epochs,
                     tf.zeros([local], tf.int64)], axis=1)  # (L, 3): one per example
   # The raw op takes one seed per index (the public wrapper accepts a single seed only).
-  return tf.raw_ops.RandomIndexShuffle(index=positions % num_examples, seed=seeds,
-                                       max_index=tf.constant(num_examples - 1, tf.int64))
+  shuffled = tf.raw_ops.RandomIndexShuffle(index=positions % num_examples, seed=seeds,
+                                           max_index=tf.constant(num_examples - 1, tf.int64))
+  return shuffled, epochs
+
+
+BALANCE = ("none", "resample", "reweight")
+
+
+def balanced_slots(labels: np.ndarray) -> dict[str, np.ndarray]:
+  """An epoch of N slots shared equally by the classes present, for class-balanced
+  resampling: slot j reads, in epoch e, example
+  order[start[j] + (rank[j] + e * stride[j]) % size[j]].
+
+  A class with fewer examples than its slots repeats them within the epoch; one with more
+  reads the next `stride` of them each epoch, so over epochs it still shows all of them.
+  Being a fixed table indexed by (slot, epoch), it keeps batches a pure function of
+  (seed, step): resumable, and the same global batch on any topology.
+  """
+  classes, sizes = np.unique(labels, return_counts=True)
+  slots = np.full(len(classes), len(labels) // len(classes))
+  slots[:len(labels) % len(classes)] += 1
+  order = np.concatenate([np.flatnonzero(labels == c) for c in classes])
+  starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+  return {"order": order, "start": np.repeat(starts, slots),
+          "rank": np.concatenate([np.arange(n) for n in slots]),
+          "stride": np.repeat(slots, slots), "size": np.repeat(sizes, slots)}
+
+
+def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+  """(num_classes,) float32: N / (K * count) for each of the K classes present (0 for
+  absent ones), so every class carries the same total weight and examples average 1."""
+  counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+  present = counts > 0
+  weights = np.zeros(num_classes)
+  weights[present] = len(labels) / (present.sum() * counts[present])
+  return weights.astype(np.float32)
 
 
 def image_batches(data: ImageData, *, global_batch: int, seed: int, start_step: int = 0,
-                  process_index: int = 0, process_count: int = 1
+                  process_index: int = 0, process_count: int = 1, balance: str = "none"
                   ) -> Iterator[Batch]:
   """Endless iterator of this process's batches, starting at global batch `start_step`.
 
   Yields {'image': float32 (L, H, W, C) in [-1, 1], 'label': int32 (L,)} with
   L = global_batch / process_count. Batches are built on tf.data's own threads and
-  prefetched, so the training step never waits on them.
+  prefetched, so the training step never waits on them. `balance` against unequal classes:
+  'resample' gives every class an equal share of each epoch (`balanced_slots`); 'reweight'
+  adds 'weight' (L,), the example's `class_weights`, for the losses to scale by.
   """
+  if balance not in BALANCE:
+    raise InvalidInputError(f"Unknown data.balance '{balance}'; choose from {BALANCE}.")
   num_examples = len(data.images)
   if num_examples < global_batch:
     raise InvalidInputError(f"The split has {num_examples} examples, fewer than one global "
                             f"batch of {global_batch}; lower --config.batch_size.")
   images = tf.constant(data.images)
   labels = tf.constant(data.labels)
+  slots = ({k: tf.constant(v, tf.int64) for k, v in balanced_slots(data.labels).items()}
+           if balance == "resample" else None)
+  weights = tf.constant(class_weights(data.labels, data.num_classes))
 
   def batch_at(step):
-    idx = example_indices(step, global_batch=global_batch, num_examples=num_examples,
-                          seed=seed, process_index=process_index,
-                          process_count=process_count)
-    return {"image": scale_images(tf.gather(images, idx)), "label": tf.gather(labels, idx)}
+    idx, epochs = shuffled_positions(step, global_batch=global_batch,
+                                     num_examples=num_examples, seed=seed,
+                                     process_index=process_index, process_count=process_count)
+    if slots is not None:
+      at = lambda key: tf.gather(slots[key], idx)
+      idx = tf.gather(slots["order"],
+                      at("start") + (at("rank") + epochs * at("stride")) % at("size"))
+    batch = {"image": scale_images(tf.gather(images, idx)), "label": tf.gather(labels, idx)}
+    if balance == "reweight":
+      batch["weight"] = tf.gather(weights, batch["label"])
+    return batch
 
   return batches_by_step(batch_at, start_step)
-
 
 def eval_batches(data: ImageData, *, global_batch: int, process_index: int = 0,
                  process_count: int = 1) -> Iterator[Batch]:

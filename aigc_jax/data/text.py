@@ -57,9 +57,12 @@ class TextData:
     return f"{len(self.tokens):,} characters, vocabulary {self.spec.vocab_size}"
 
   def train_batches(self, *, global_batch: int, seed: int, start_step: int = 0,
-                    process_index: int = 0, process_count: int = 1
+                    process_index: int = 0, process_count: int = 1, balance: str = "none"
                     ) -> Iterator[Batch]:
     """Endless {'tokens': int32 (L, block_size + 1)} batches from a random offset each."""
+    if balance != "none":
+      raise InvalidInputError(f"data.balance='{balance}' balances image classes; text has "
+                              "none. Leave data.balance='none'.")
     local = local_batch_size(global_batch, process_count)
     window = self.block_size + 1
     if len(self.tokens) <= window:

@@ -22,7 +22,7 @@ import tensorflow as tf
 from aigc_jax.data.corrupt import CLEAN, GroundTruth, corrupt
 from aigc_jax.data.corrupt_text import corrupt_text, drop_lines
 from aigc_jax.data.images import ImageData
-from aigc_jax.data.sources import load_split
+from aigc_jax.data.sources import config_split, load_split
 from aigc_jax.data.text import TextData
 from aigc_jax.errors import InvalidInputError, MissingInputError
 
@@ -64,9 +64,11 @@ def overlay(base: GroundTruth | None, top: GroundTruth | None) -> GroundTruth | 
   `base`'s elsewhere."""
   if base is None or top is None:
     return top if base is None else base
-  kind = np.where(top.kind > 0, top.kind + len(base.kinds) - 1, base.kind)
+  kept = np.setdiff1d(np.arange(len(base.kind)), top.removed)  # What `top` did not drop.
+  kind = np.where(top.kind > 0, top.kind + len(base.kinds) - 1, base.kind[kept])
   return GroundTruth(kinds=base.kinds + top.kinds[1:], kind=kind,
-                     source=np.where(top.kind > 0, top.source, base.source))
+                     source=np.where(top.kind > 0, top.source, base.source[kept]),
+                     removed=top.removed)
 
 
 def shaped_like(images: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
@@ -154,6 +156,13 @@ def dirty_split(config: ml_collections.ConfigDict, data: ImageData | TextData,
       os.makedirs(workdir, exist_ok=True)
       truth.save(os.path.join(workdir, GROUND_TRUTH_FILE))
   return data, truth
+
+
+def class_shares(config: ml_collections.ConfigDict, log=print) -> np.ndarray:
+  """Each class's share of the training split `config` trains on, as corrupted and
+  cleaned: what a run was shown, for its per-class report and data-prior sampling."""
+  data = training_split(config, config_split(config, config.data.split), log=log)
+  return np.bincount(data.labels, minlength=data.num_classes) / len(data.labels)
 
 
 def training_split(config: ml_collections.ConfigDict, data: ImageData | TextData,

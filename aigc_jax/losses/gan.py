@@ -32,6 +32,20 @@ def register_gan_loss(name: str, loss: GANLoss) -> GANLoss:
   return loss
 
 
+def weighted_mean(loss_fn: Callable[..., jnp.ndarray], weights: jnp.ndarray | None,
+                  *logits: jnp.ndarray) -> jnp.ndarray:
+  """loss_fn(*logits) with example i's term scaled by weights[i] (None: unweighted).
+
+  Every registered loss is a mean of per-example terms, so evaluating it on each example
+  alone and averaging the weighted results is the weighted loss (for the discriminator,
+  real i and fake i share weight i).
+  """
+  if weights is None:
+    return loss_fn(*logits)
+  per_example = jax.vmap(lambda *row: loss_fn(*(x[None] for x in row)))(*logits)
+  return jnp.mean(weights * per_example)
+
+
 def get_gan_loss(name: str) -> GANLoss:
   try:
     return GAN_LOSSES[name]

@@ -23,8 +23,10 @@ from absl import logging
 from aigc_jax.data.images import ImageData
 from aigc_jax.data.sources import config_split, describe_split
 from aigc_jax.data.text import TextSpec
+from aigc_jax.data.training_split import class_shares
 from aigc_jax.errors import InvalidInputError, MissingInputError
 from aigc_jax.metrics import feature_classifier
+from aigc_jax.metrics.class_report import per_class_report
 from aigc_jax.metrics.image_report import image_sample_report, real_floor
 from aigc_jax.metrics.text_metrics import text_report
 from aigc_jax.metrics.vae_report import evaluate_vae, save_vae_figures
@@ -49,6 +51,7 @@ class EvalOptions:
   prompt_chars: int = 64  # Language models: characters of each prompt.
   text_chars: int = 300  # Language models: characters per continuation.
   temperature: float = 1.0  # Language models: sampling temperature.
+  sample_labels: str | None = None  # Conditional: "uniform" or "data"; None: the run's.
 
 
 def default_classifier_dir(run_dir: str, dataset: str) -> str:
@@ -60,7 +63,7 @@ def sample_metrics(run: RestoredRun, run_dir: str, options: EvalOptions) -> dict
   """Every sample-based metric of `options.num_samples` draws from the run."""
   if not options.num_samples:
     return {}
-  labels = requested_labels(run, options.num_samples)
+  labels = requested_labels(run, options.num_samples, prior=options.sample_labels)
   samples = generate_images(run, options.num_samples, seed=options.seed, labels=labels)
   return score_images(run, run_dir, options, samples, labels)
 
@@ -82,6 +85,9 @@ def score_images(run: RestoredRun, run_dir: str, options: EvalOptions, samples: 
   train_feats, _ = embed(train.images)
   report = image_sample_report(fake_feats, fake_probs, real_feats, real_probs, train_feats,
                                requested_labels=labels)
+  report["per_class"] = per_class_report(fake_feats, fake_probs, real_feats, test.labels,
+                                         class_shares(run.config, log=logging.info),
+                                         requested_labels=labels)
   size = min(len(fake_feats), len(train_feats))
   others = np.random.default_rng(options.seed).choice(len(train_feats), size, replace=False)
   return {"samples": report, "real_floor": real_floor(real_feats, train_feats[others]),

@@ -37,6 +37,9 @@ def loop_config() -> ConfigDict:
   # Multi-process runs: seconds without a new step after which a process that is waiting
   # in a collective on a stuck peer exits with an error (watchdog.py); 0 = never.
   config.stall_timeout_s = 600
+  # Conditional models: the classes sampled for grids and evaluation. "uniform": equal
+  # numbers of each; "data": in the training split's class shares (reproduces its balance).
+  config.sample_labels = "uniform"
   return config
 
 
@@ -49,7 +52,7 @@ LOOP_RULES: dict[str, Rule] = {
     "num_grid_samples": integer_at_least(1), "checkpoint_every": integer_at_least(0),
     "keep_checkpoints": integer_at_least(1), "eval_every": integer_at_least(0),
     "eval_batch_size": integer_at_least(1), "init_from": OPTIONAL_PATH,
-    "stall_timeout_s": integer_at_least(0),
+    "stall_timeout_s": integer_at_least(0), "sample_labels": one_of("uniform", "data"),
 }
 
 

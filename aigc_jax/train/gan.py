@@ -19,7 +19,7 @@ import optax
 from aigc_jax.data.diff_augment import diff_augment, parse_policy
 from aigc_jax.data.images import ImageSpec
 from aigc_jax.errors import InvalidInputError
-from aigc_jax.losses.gan import get_gan_loss
+from aigc_jax.losses.gan import get_gan_loss, weighted_mean
 from aigc_jax.losses.gan_penalties import get_d_regularizers, l2_penalty
 from aigc_jax.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from aigc_jax.models.mlp_gan import MLPDiscriminator, MLPGenerator
@@ -144,6 +144,10 @@ def make_train_step(config: ml_collections.ConfigDict, spec: ImageSpec):
   def train_step(state: GANState, batch, rng):
     real = batch["image"]
     labels = batch["label"] if config.model.conditional else None
+    # data.balance='reweight': pair i (real i, and fake i drawn for its label) and, for a
+    # conditional G, fake i's G loss are scaled by real i's class weight.
+    weights = batch.get("weight")
+    g_weights = weights if config.model.conditional else None
     latent_rng, augment_rng, penalty_rng = step_streams(rng, state.step, "latent", "augment",
                                                         "penalty")
     z = per_example(jax.random.normal, latent_rng, (real.shape[0], config.latent_dim), axis)
@@ -160,7 +164,7 @@ def make_train_step(config: ml_collections.ConfigDict, spec: ImageSpec):
                                                 state.g_params, has_aux=True)
 
       def generator_gradients(g_loss_of):
-        g_loss, fake_grads = jax.value_and_grad(g_loss_of)(fake, labels, 0)
+        g_loss, fake_grads = jax.value_and_grad(g_loss_of)(fake, labels, g_weights, 0)
         (g_grads,) = pull_back_to_g(fake_grads)
         return (g_loss, g_updates), g_grads
     else:
@@ -169,10 +173,10 @@ def make_train_step(config: ml_collections.ConfigDict, spec: ImageSpec):
       def generator_gradients(g_loss_of):
         def g_objective(g_params, examples, index):
           fake, updates = generate(g_params, examples["z"], examples["labels"])
-          return g_loss_of(fake, examples["labels"], index), updates
+          return g_loss_of(fake, examples["labels"], examples["weights"], index), updates
 
         return microbatch.value_and_grad(g_objective, state.g_params,
-                                         {"z": z, "labels": labels}, k)
+                                         {"z": z, "labels": labels, "weights": g_weights}, k)
 
     def d_objective(d_params, examples, index):
       real_aug_rng, fake_aug_rng = jax.random.split(jax.random.fold_in(augment_rng, index))
@@ -186,7 +190,7 @@ def make_train_step(config: ml_collections.ConfigDict, spec: ImageSpec):
                                                       else None))(
           d_params, state.d_batch_stats, jnp.stack([real_in, fake_in]), pair_labels)
       real_logits, fake_logits = logits
-      d_loss = loss.discriminator(real_logits, fake_logits)
+      d_loss = weighted_mean(loss.discriminator, examples["weights"], real_logits, fake_logits)
       at_current_d = lambda x: discriminate(d_params, state.d_batch_stats, x, labels)[0]
       rng = per_device(jax.random.fold_in(penalty_rng, index), axis)
       penalties = {name: penalty(at_current_d, real_in, fake_in, rng, config)
@@ -198,15 +202,17 @@ def make_train_step(config: ml_collections.ConfigDict, spec: ImageSpec):
       return d_loss + sum(penalties.values()), (summary, new_stats)
 
     (_, (d_summary, d_batch_stats)), d_grads = microbatch.value_and_grad(
-        d_objective, state.d_params, {"real": real, "fake": fake, "labels": labels}, k)
+        d_objective, state.d_params,
+        {"real": real, "fake": fake, "labels": labels, "weights": weights}, k)
     d_grads = batch_mean(d_grads, axis)
     d_updates, d_opt_state = d_tx.update(d_grads, state.d_opt_state, state.d_params)
     d_params = optax.apply_updates(state.d_params, d_updates)
 
     g_aug_rng = stream(augment_rng, "g")
-    g_loss_of = lambda fake, labels, index: loss.generator(discriminate(
-        d_params, d_batch_stats, augment(jax.random.fold_in(g_aug_rng, index), fake),
-        labels)[0])
+    g_loss_of = lambda fake, labels, weights, index: weighted_mean(
+        loss.generator, weights, discriminate(
+            d_params, d_batch_stats, augment(jax.random.fold_in(g_aug_rng, index), fake),
+            labels)[0])
     (g_loss, g_updates), g_grads = generator_gradients(g_loss_of)
     g_grads = batch_mean(g_grads, axis)
     if config.g_l2:  # Gradient of g_l2 * 1/2 ||theta||^2 added to G's.

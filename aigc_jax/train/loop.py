@@ -190,7 +190,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     sample = jax.jit(family.make_sampler(config, spec), static_argnums=2, out_shardings=repl)
     local_batches = data.train_batches(global_batch=config.batch_size, seed=config.seed,
                                        start_step=start_step, process_index=jax.process_index(),
-                                       process_count=jax.process_count())
+                                       process_count=jax.process_count(),
+                                       balance=config.data.balance)
     batches = runner.device_batches(stack_batches(local_batches, iter(chunks)))
     evaluate = None
     if family.make_eval_step is not None and config.eval_every:

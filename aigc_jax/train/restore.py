@@ -14,6 +14,7 @@ import numpy as np
 from aigc_jax.data.image_grid import to_unit_range
 from aigc_jax.data.sources import spec_from_json
 from aigc_jax.data.text import TextSpec
+from aigc_jax.data.training_split import class_shares
 from aigc_jax.errors import InvalidInputError, MissingInputError
 from aigc_jax.models.decoding import continuations, generate
 from aigc_jax.train import sharding
@@ -76,9 +77,21 @@ def restore_run(workdir: str, step: int | None = None) -> RestoredRun:
   return RestoredRun(config=config, spec=spec, family=family, state=state, step=step)
 
 
+def labels_in_shares(num_samples: int, shares: np.ndarray) -> np.ndarray:
+  """int32 (num_samples,): each class round(share * num_samples) times (largest
+  remainders fill the rest), in a fixed shuffled order so every batch mixes classes."""
+  exact = np.asarray(shares, np.float64) * num_samples
+  counts = np.floor(exact).astype(int)
+  counts[np.argsort(counts - exact)[:num_samples - counts.sum()]] += 1
+  labels = np.repeat(np.arange(len(shares)), counts)
+  return np.random.default_rng(0).permutation(labels).astype(np.int32)
+
+
 def requested_labels(run: RestoredRun, num_samples: int, label: int | None = None,
-                     balanced: bool = False) -> np.ndarray | None:
-  """The labels to draw: all `label` if given, else balanced; None for unconditional runs."""
+                     balanced: bool = False, prior: str | None = None) -> np.ndarray | None:
+  """The labels to draw: all `label` if given, balanced if asked, else as `prior` (default
+  the run's `sample_labels`) says: 'uniform', or 'data' for the training split's class
+  shares. None for unconditional runs."""
   if not is_conditional(run.config):
     if label is not None or balanced:
       raise InvalidInputError(
@@ -91,6 +104,8 @@ def requested_labels(run: RestoredRun, num_samples: int, label: int | None = Non
                             f"0..{num_classes - 1}.")
   if label is not None:
     return np.full((num_samples,), label, np.int32)
+  if not balanced and (prior or run.config.sample_labels) == "data":
+    return labels_in_shares(num_samples, class_shares(run.config))
   return np.asarray(balanced_labels(num_samples, num_classes), np.int32)
 
 

@@ -80,9 +80,12 @@ def make_train_step(config: ml_collections.ConfigDict, spec: ImageSpec):
       recon, kl = neg_elbo_terms(model, params, examples["images"], examples["labels"],
                                  examples["eps"], config.likelihood)
       means = {"neg_elbo": jnp.mean(recon + kl), "recon": jnp.mean(recon), "kl": jnp.mean(kl)}
-      return jnp.mean(recon + beta * kl), means
+      # data.balance='reweight': each example's class weight scales its loss.
+      weights = examples["weights"] if examples["weights"] is not None else 1.0
+      return jnp.mean(weights * (recon + beta * kl)), means
 
-    examples = {"images": images, "labels": _labels(config, batch), "eps": eps}
+    examples = {"images": images, "labels": _labels(config, batch), "eps": eps,
+                "weights": batch.get("weight")}
     (loss, means), grads = microbatch.value_and_grad(
         objective, state.params, examples, microbatch.num_microbatches(config, len(images)))
     grads = batch_mean(grads, axis)
