@@ -21,7 +21,10 @@ Text (language models), every prompt continued at once:
   python -m experiments.sample --workdir=runs/gpt --prompt="ROMEO:" [--prompt="JULIET:"] \
       --num_chars=500 --temperature=0.8 --top_k=40 --top_p=0.95 [--stop="\n\n"] [--seed=S] \
       [--continuations=4]
-prints each prompt with its continuation (and writes them to --output if given).
+prints each prompt with its continuation (and writes them to --output if given). Several
+language-model runs (a repeated --workdir) decode together as an ensemble, their
+next-character distributions averaged (--combine=mixture) or their log-probabilities
+averaged (--combine=product; aigc_jax/models/decoding.py).
 """
 
 import json
@@ -32,6 +35,7 @@ from absl import app, flags, logging
 
 from aigc_jax.data.image_grid import make_grid, save_png
 from aigc_jax.data.text import TextSpec
+from aigc_jax.models.decoding import COMBINE
 from aigc_jax.quality.fusion import STRATEGIES, FusionOptions, draw_fused
 from aigc_jax.quality.judges import judges_for_run
 from aigc_jax.train.restore import generate_images, generate_text, requested_labels, restore_run
@@ -77,14 +81,17 @@ _DRS_PERCENTILE = flags.DEFINE_float("drs_percentile", _FUSION_DEFAULTS.drs_perc
                                      "drs: gamma is this percentile of F(x) on the burn-in "
                                      "draw; higher keeps fewer.", lower_bound=0.0,
                                      upper_bound=100.0)
+_COMBINE = flags.DEFINE_enum("combine", "mixture", COMBINE, "Text, several runs: average "
+                             "next-character probabilities (mixture) or log-probabilities "
+                             "(product).")
 flags.mark_flags_as_required(["workdir"])
 
 
-def sample_text(run) -> None:
+def sample_text(runs) -> None:
   prompts = [p for p in _PROMPTS.value for _ in range(_CONTINUATIONS.value)]
-  texts = generate_text(run, prompts, _CHARS.value, seed=_SEED.value,
+  texts = generate_text(runs, prompts, _CHARS.value, seed=_SEED.value,
                         temperature=_TEMPERATURE.value, top_k=_TOP_K.value,
-                        top_p=_TOP_P.value, stop=_STOP.value)
+                        top_p=_TOP_P.value, stop=_STOP.value, combine=_COMBINE.value)
   shown = "\n\n".join(f"=== {p!r}\n{p}{t}" for p, t in zip(prompts, texts))
   print(shown)
   if _OUTPUT.value:
@@ -147,11 +154,11 @@ def main(argv):
   runs = [restore_run(workdir, _STEP.value) for workdir in _WORKDIRS.value]
   if not isinstance(runs[0].spec, TextSpec):
     sample_images(runs)
-  elif len(runs) > 1 or _FUSION.value:
-    raise app.UsageError("--fusion and a repeated --workdir are for image runs; give one "
-                         "language-model run.")
+  elif _FUSION.value:
+    raise app.UsageError("--fusion is for image runs; several language-model runs decode "
+                         "together, combined by --combine.")
   else:
-    sample_text(runs[0])
+    sample_text(runs)
 
 
 if __name__ == "__main__":

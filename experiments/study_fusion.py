@@ -32,6 +32,7 @@ from aigc_jax.quality.fusion import FusionOptions, draw_fused
 from aigc_jax.quality.judges import judges_for_run
 from aigc_jax.train.restore import requested_labels, restore_run
 from experiments import cli
+from experiments.study_report import markdown_table
 
 _WORKDIRS = flags.DEFINE_multi_string("workdir", None, "Runs of one recipe, different seeds.")
 _OTHER = flags.DEFINE_string("other", None, "A run of another architecture (optional).")
@@ -95,14 +96,6 @@ def run_row(name: str, workdirs: list[str], strategy: str, judges, output_dir: s
   return row
 
 
-def markdown_table(rows: list[dict]) -> str:
-  lines = ["| " + " | ".join(COLUMNS) + " |", "|---" * len(COLUMNS) + "|"]
-  for row in rows:
-    cells = [f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c in COLUMNS]
-    lines.append("| " + " | ".join(cells) + " |")
-  return "\n".join(lines) + "\n"
-
-
 def seed_effects(rows: list[dict], num_seeds: int) -> str:
   """Each filter's change against plain sampling, per training seed: mean and range, so an
   effect can be read against the spread across seeds."""
@@ -159,7 +152,7 @@ def main(argv):
     writer = csv.DictWriter(f, fieldnames=COLUMNS)
     writer.writeheader()
     writer.writerows(rows)
-  text = markdown_table(rows) + "\n" + seed_effects(rows, len(_WORKDIRS.value))
+  text = markdown_table(rows, COLUMNS) + "\n" + seed_effects(rows, len(_WORKDIRS.value))
   with open(os.path.join(output_dir, "table.md"), "w") as f:
     f.write(text)
   save_plot(os.path.join(output_dir, "fusion.png"), rows)

@@ -43,11 +43,12 @@ def write_csv(path: str, rows: list[dict]) -> None:
     writer.writerows(rows)
 
 
-def markdown_table(rows: list[dict]) -> str:
-  lines = ["| " + " | ".join(COLUMNS) + " |", "|---" * len(COLUMNS) + "|"]
+def markdown_table(rows: list[dict], columns: tuple[str, ...] = COLUMNS) -> str:
+  """Rows as a Markdown table of `columns`; floats to 4 significant digits."""
+  lines = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
   for row in rows:
     cells = [f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v))
-             for v in (row[c] for c in COLUMNS)]
+             for v in (row.get(c) for c in columns)]
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
 

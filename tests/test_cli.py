@@ -175,6 +175,12 @@ def test_char_gpt_trains_and_continues_prompts_on_tiny_shakespeare(raw_data_dir,
       cwd=REPO_ROOT, capture_output=True, text=True, env=env)
   assert sample.returncode == 0, sample.stderr[-3000:]
   assert "=== 'ROMEO:'\nROMEO:" in sample.stdout and "=== 'JULIET:'\nJULIET:" in sample.stdout
+  ensemble = subprocess.run(  # The run decoding together with itself.
+      command("experiments.sample", f"--workdir={workdir}", f"--workdir={workdir}",
+              "--prompt=ROMEO:", "--num_chars=20", "--combine=product"),
+      cwd=REPO_ROOT, capture_output=True, text=True, env=env)
+  assert ensemble.returncode == 0, ensemble.stderr[-3000:]
+  assert "=== 'ROMEO:'\nROMEO:" in ensemble.stdout
   evaluate = subprocess.run(command("experiments.evaluate", f"--workdir={workdir}",
                                     "--text_samples=3", "--text_chars=30"),
                             cwd=REPO_ROOT, capture_output=True, text=True, env=env)

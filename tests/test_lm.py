@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from aigc_jax.data.text import TextData, TextSpec
-from aigc_jax.models.decoding import continuations, filter_logits, generate
+from aigc_jax.metrics.lm_ensemble import ensemble_bits_per_char
+from aigc_jax.models.decoding import (combine_log_probs, continuations, filter_logits, generate,
+                                      generate_ensemble)
 from aigc_jax.train import lm, sharding
 from aigc_jax.train.evaluation import make_split_evaluator
 from experiments.configs import char_gpt
@@ -138,3 +140,50 @@ def test_one_train_step_lowers_the_loss_on_a_repeated_batch(model_and_params):
   assert int(state.step) == 4 and all(np.isfinite(losses))
   assert losses[-1] < losses[0]
   np.testing.assert_allclose(metrics["bits_per_char"], metrics["loss"] / np.log(2), rtol=1e-6)
+
+
+def test_ensembles_combine_next_character_distributions():
+  p = jnp.array([[0.7, 0.3, 0.0 + 1e-9], [0.2, 0.2, 0.6]])  # Two members, one row each.
+  q = jnp.array([[0.1, 0.1, 0.8], [0.2, 0.2, 0.6]])
+  logits = jnp.log(jnp.stack([p, q]))  # (K=2, B=2, V=3)
+  mixture = jnp.exp(combine_log_probs(logits, "mixture"))
+  np.testing.assert_allclose(mixture, (p + q) / 2, rtol=1e-5)
+  product = jax.nn.softmax(combine_log_probs(logits, "product"))
+  geometric = jnp.sqrt(p * q)
+  np.testing.assert_allclose(product, geometric / geometric.sum(-1, keepdims=True), rtol=1e-4)
+  # A token one member all but rules out: the mixture keeps it, the product vetoes it.
+  assert mixture[0, 2] > 0.39 and product[0, 2] < 1e-3
+  # Members that agree: both combinations are that distribution.
+  np.testing.assert_allclose(product[1], p[1], rtol=1e-5)
+  np.testing.assert_allclose(mixture[1], p[1], rtol=1e-5)
+  with pytest.raises(ValueError, match="product"):
+    combine_log_probs(logits, "vote")
+
+
+def test_ensemble_decoding_and_bits_per_char(model_and_params):
+  config, model, params = model_and_params
+  other = lm.create_state(config, jax.random.key(1), SPEC).params
+  prompts, lengths = tokens(3, (2, 5)), jnp.array([5, 3])
+  single = generate(model, params, prompts, lengths, jax.random.key(4), num_new=20)
+  for combine in ("mixture", "product"):  # A model with itself is the model.
+    doubled = generate_ensemble((model, model), (params, params), prompts, lengths,
+                                jax.random.key(4), num_new=20, combine=combine)
+    np.testing.assert_array_equal(single, doubled)
+  # An opinionated second member (sharp logits) moves what the pair writes.
+  sharp = jax.tree.map(lambda x: 30.0 * x, other)
+  mixed = generate_ensemble((model, model), (params, sharp), prompts, lengths,
+                            jax.random.key(4), num_new=20, combine="product")
+  assert mixed.shape == single.shape and not np.array_equal(mixed, single)
+  data = text_data(n=61, block=config.block_size)
+  alone = ensemble_bits_per_char((model,), (params,), data, "mixture")
+  evaluator = make_split_evaluator(lm.make_eval_step(config, SPEC), data, batch_size=16,
+                                   mesh=sharding.make_mesh(jax.devices()[:1]),
+                                   rng=jax.random.key(0))
+  want = evaluator(lm.LMState(step=jnp.int32(0), params=params, opt_state=None))
+  assert alone == pytest.approx(float(want["bits_per_char"]), rel=1e-5)
+  assert ensemble_bits_per_char((model, model), (params, params), data,
+                                "product") == pytest.approx(alone, rel=1e-5)
+  # The mixture's log-loss is at most the mean of its members' (log is concave).
+  second = ensemble_bits_per_char((model,), (other,), data, "mixture")
+  both = ensemble_bits_per_char((model, model), (params, other), data, "mixture")
+  assert both <= (alone + second) / 2 + 1e-6

@@ -113,8 +113,11 @@ def _vae_report(run: RestoredRun, run_dir: str, options: EvalOptions) -> dict:
   return {**report, **sample_metrics(run, run_dir, options)}
 
 
-def text_sample_metrics(run: RestoredRun, options: EvalOptions) -> dict:
-  """Continuations of test-split prompts scored by text_metrics.text_report."""
+def text_sample_metrics(run: RestoredRun, options: EvalOptions,
+                        ensemble: list[RestoredRun] | None = None,
+                        combine: str = "mixture") -> dict:
+  """Continuations of test-split prompts scored by text_metrics.text_report; written by
+  `ensemble` (runs decoding together, combined by `combine`) instead of `run` if given."""
   if not options.text_samples:
     return {}
   config = run.config
@@ -128,8 +131,8 @@ def text_sample_metrics(run: RestoredRun, options: EvalOptions) -> dict:
   starts = np.linspace(0, len(test) - span, options.text_samples).astype(int)
   prompts = [test[s:s + options.prompt_chars] for s in starts]
   references = [test[s + options.prompt_chars:s + span] for s in starts]
-  samples = generate_text(run, prompts, options.text_chars, seed=options.seed,
-                          temperature=options.temperature)
+  samples = generate_text(ensemble or run, prompts, options.text_chars, seed=options.seed,
+                          temperature=options.temperature, combine=combine)
   report = text_report(samples, train, references)
   report.update(prompt_chars=options.prompt_chars, new_chars=options.text_chars,
                 temperature=options.temperature)

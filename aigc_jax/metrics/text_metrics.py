@@ -87,6 +87,7 @@ def text_report(samples: list[str], train_text: str, references: list[str] | Non
   """Means over samples; `references[i]` is the true continuation of sample i's prompt."""
   vocabulary = set(words(train_text))
   spans = [longest_copied_span(s, train_text) for s in samples]
+  invented = [invented_word_rate(s, vocabulary) for s in samples]
   report = {
       "num_samples": len(samples),
       "novelty_8gram": float(np.mean([ngram_novelty(s, train_text, 8) for s in samples])),
@@ -94,8 +95,10 @@ def text_report(samples: list[str], train_text: str, references: list[str] | Non
       "longest_copied_span_mean": float(np.mean([len(s) for s in spans])),
       "longest_copied_span_max": max(len(s) for s in spans),
       "longest_copied_span_example": max(spans, key=len),
-      "invented_word_rate": float(np.mean([invented_word_rate(s, vocabulary)
-                                           for s in samples])),
+      "invented_word_rate": float(np.mean(invented)),
+      # Its standard error over samples: how far another draw of as many could move it.
+      "invented_word_rate_se": (float(np.std(invented, ddof=1) / np.sqrt(len(invented)))
+                                if len(invented) > 1 else 0.0),
       "self_bleu": self_bleu(samples),
   }
   if references is not None:

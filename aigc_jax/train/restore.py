@@ -16,7 +16,7 @@ from aigc_jax.data.sources import spec_from_json
 from aigc_jax.data.text import TextSpec
 from aigc_jax.data.training_split import class_shares
 from aigc_jax.errors import InvalidInputError, MissingInputError
-from aigc_jax.models.decoding import continuations, generate
+from aigc_jax.models.decoding import continuations, generate_ensemble
 from aigc_jax.train import sharding
 from aigc_jax.train.checkpoint import Checkpointer, abstract_like
 from aigc_jax.train.config import with_defaults
@@ -128,30 +128,40 @@ def generate_images(run: RestoredRun, num_samples: int, seed: int = 0,
   return to_unit_range(np.concatenate(batches)[:num_samples])
 
 
-# The model (a hashable Flax module) and the knobs that choose code paths are static, so
+# The models (hashable Flax modules) and the knobs that choose code paths are static, so
 # repeated calls with the same settings reuse one compiled decoding loop.
-_generate = jax.jit(generate, static_argnames=("model", "num_new", "top_k", "top_p"))
+_generate = jax.jit(generate_ensemble,
+                    static_argnames=("models", "num_new", "top_k", "top_p", "combine"))
 
 
-def generate_text(run: RestoredRun, prompts: list[str], num_chars: int, *, seed: int = 0,
-                  temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                  stop: str | None = None) -> list[str]:
+def generate_text(runs: RestoredRun | list[RestoredRun], prompts: list[str], num_chars: int, *,
+                  seed: int = 0, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                  stop: str | None = None, combine: str = "mixture") -> list[str]:
   """Continues every prompt at once (one compiled decoding loop); returns continuations.
 
-  A continuation ends before the first occurrence of `stop`, if given.
+  Several runs decode as one ensemble, their next-character distributions combined by
+  `combine` (decoding.combine_log_probs). A continuation ends before the first occurrence
+  of `stop`, if given.
   """
-  if not isinstance(run.spec, TextSpec):
+  runs = [runs] if isinstance(runs, RestoredRun) else list(runs)
+  if not all(isinstance(run.spec, TextSpec) for run in runs):
     raise InvalidInputError("This run models images; sample it with --num_samples/--output.")
+  spec = runs[0].spec
+  if any(run.spec != spec or run.config.block_size != runs[0].config.block_size
+         for run in runs):
+    raise InvalidInputError("Language-model runs decode together only with the same "
+                            "vocabulary and block_size; these differ.")
   prompts = [p or "\n" for p in prompts]  # An empty prompt starts a fresh line.
-  encoded = [run.spec.encode(p) for p in prompts]
+  encoded = [spec.encode(p) for p in prompts]
   lengths = np.array([len(e) for e in encoded], np.int32)
   padded = np.zeros((len(prompts), lengths.max()), np.int32)
   for row, tokens in zip(padded, encoded):
     row[:len(tokens)] = tokens
-  tokens = fetch(_generate(run.model, run.state.params, padded,
-                           lengths, jax.random.key(seed), num_new=num_chars,
-                           temperature=temperature, top_k=top_k, top_p=top_p))
-  texts = [run.spec.decode(row) for row in continuations(tokens, lengths, num_chars)]
+  tokens = fetch(_generate(tuple(run.model for run in runs),
+                           tuple(run.state.params for run in runs), padded, lengths,
+                           jax.random.key(seed), num_new=num_chars, temperature=temperature,
+                           top_k=top_k, top_p=top_p, combine=combine))
+  texts = [spec.decode(row) for row in continuations(tokens, lengths, num_chars)]
   return [t.split(stop, 1)[0] if stop else t for t in texts]
 
 
