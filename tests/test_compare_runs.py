@@ -37,3 +37,19 @@ def test_table_shows_latest_reports_and_plots_are_written(tmp_path):
 def test_a_run_without_reports_says_how_to_make_them(tmp_path):
   with pytest.raises(FileNotFoundError, match="experiments.evaluate --workdir="):
     load_reports(str(tmp_path))
+
+
+def test_per_class_figures_get_their_own_plot(tmp_path):
+  run = str(tmp_path / "imbalanced")
+  write_report(run, 10, 5.0, 0.5)
+  path = os.path.join(run, "eval", "step_10.json")
+  with open(path) as f:
+    report = json.load(f)
+  report["samples"]["per_class"] = {"representation_ratio": [0.4, 0.6, 1.2],
+                                    "recall": [None, 0.5, 0.8], "verdict": "amplifies"}
+  with open(path, "w") as f:
+    json.dump(report, f)
+  runs = {"imbalanced": load_reports(run)}
+  assert "samples.per_class.verdict" not in markdown_table(runs).splitlines()[0]
+  paths = save_plots(runs, str(tmp_path / "cmp"))
+  assert os.path.basename(paths[-1]) == "cmp_per_class.png" and os.path.getsize(paths[-1]) > 1000

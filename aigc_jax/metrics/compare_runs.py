@@ -1,8 +1,9 @@
 """Collects evaluation reports of several runs into one Markdown table and PNG plots.
 
 Reads RUN/eval/step_N.json (written by experiments.evaluate) for each run. The table shows
-each run's latest report; the plots show headline metrics against the step, and the
-latest precision against recall. Runs measured in different feature spaces (different
+each run's latest report; the plots show headline metrics against the step, the latest
+precision against recall, and, where reports have per-class figures, each class's
+representation ratio and recall. Runs measured in different feature spaces (different
 classifier fingerprints) are flagged, since their image metrics are not comparable.
 """
 
@@ -12,6 +13,8 @@ import glob
 import json
 import os
 import re
+
+import numpy as np
 
 from aigc_jax.errors import MissingInputError
 
@@ -108,4 +111,31 @@ def save_plots(runs: dict[str, list[dict]], stem: str) -> list[str]:
     written.append(f"{stem}_precision_recall.png")
     fig.savefig(written[-1], dpi=100)
     plt.close(fig)
+  per_class = {n: rs[-1] for n, rs in runs.items() if PER_CLASS_RATIO in rs[-1]}
+  if per_class:
+    written.append(save_per_class_plot(per_class, f"{stem}_per_class.png"))
   return written
+
+
+PER_CLASS_RATIO = "samples.per_class.representation_ratio"
+
+
+def save_per_class_plot(latest: dict[str, dict], path: str) -> str:
+  """Each run's representation ratio and recall by class (metrics/class_report.py)."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+  for ax, key, title in ((axes[0], PER_CLASS_RATIO, "representation ratio (1 = as in data)"),
+                         (axes[1], "samples.per_class.recall", "recall within the class")):
+    for name, report in latest.items():
+      values = [np.nan if v is None else v for v in report.get(key, [])]
+      ax.plot(range(len(values)), values, marker="o", label=name)
+    ax.set(title=title, xlabel="class")
+  axes[0].axhline(1.0, color="grey", linewidth=0.8)
+  axes[0].legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
