@@ -67,11 +67,15 @@ def draw_seed(seed: int, *path: int) -> int:
 
 
 def _critic_logits(critic, run: RestoredRun, images: np.ndarray, labels, batch_size: int):
+  """D's logits for samples in [0, 1], in batches padded to one size (one compilation)."""
   logits = []
   for start in range(0, len(images), batch_size):
-    chunk = images[start:start + batch_size] * 2.0 - 1.0  # Samples in [0, 1] -> D's range.
-    chunk_labels = None if labels is None else labels[start:start + batch_size]
-    logits.append(fetch(critic(run.state, chunk, chunk_labels)))
+    chunk = images[start:start + batch_size]
+    padding = batch_size - len(chunk)
+    padded = np.pad(chunk, ((0, padding),) + ((0, 0),) * (chunk.ndim - 1)) * 2.0 - 1.0
+    chunk_labels = (None if labels is None
+                    else np.pad(labels[start:start + batch_size], (0, padding)))
+    logits.append(fetch(critic(run.state, padded, chunk_labels))[:len(chunk)])
   return np.concatenate(logits).astype(np.float64)
 
 
