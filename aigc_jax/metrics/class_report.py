@@ -6,7 +6,9 @@ feature classifier (samples) and from the labels (real images):
 - representation ratio: a class's share of the samples over its share of the training
   split (< 1: under-produced relative to what the model was shown);
 - per-class precision and recall: the samples classified as c against the real held-out
-  images of class c, where both have enough members for k-NN balls to mean something;
+  images of class c, where both have enough members for k-NN balls to mean something.
+  k-NN recall rises as a class's samples thin out (their balls widen), so compare a
+  class's recall across runs only at similar numbers of its samples;
 - per-class class-conditional accuracy (conditional models) and the worst class;
 - a verdict on the classes the training data under-represents (share below half of
   uniform): their joint share of the samples against their share of the data, two
