@@ -10,7 +10,8 @@ and --text_samples continuations of test-split prompts at the same temperature, 
 like experiments.evaluate's language-model samples (invented-word rate, n-gram novelty,
 longest copied span, self-BLEU, BLEU against the true continuation). The invented-word
 rate's standard error over continuations (text_metrics.text_report) stands beside it, so
-an effect can be read against it and against the spread of the single models. Writes rows.json and table.md.
+an effect can be read against it and against the spread of the single models. Writes
+rows.json and table.md.
 """
 
 from __future__ import annotations
