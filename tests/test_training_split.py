@@ -8,7 +8,9 @@ import pytest
 from aigc_jax.data.corrupt import GroundTruth
 from aigc_jax.data.images import ImageData
 from aigc_jax.data.text import TextData, TextSpec
-from aigc_jax.data.training_split import GROUND_TRUTH_FILE, shaped_like, training_split
+from aigc_jax.data.training_split import (GROUND_TRUTH_FILE, MEMBERS_FILE, shaped_like,
+                                          subset_members, training_split)
+from aigc_jax.errors import InvalidInputError
 from aigc_jax.quality.clean import TARGETS, truth_ids
 from aigc_jax.train.loop import train_and_evaluate
 from experiments.configs import mlp_gan
@@ -133,3 +135,36 @@ def test_a_training_run_on_dirty_data_saves_its_ground_truth(tiny_config, tmp_pa
   assert tuple(truth["kinds"]) == ("clean", "symmetric_labels")
   assert np.sum(truth["kind"] == 1) == 8  # A quarter of the fake folder's 32 images.
   assert os.path.isdir(tmp_path / "checkpoints")
+
+
+def test_a_subset_run_trains_on_its_saved_members_only(tmp_path):
+  data = _images()
+  exclude = str(tmp_path / "exclude.npy")
+  np.save(exclude, np.arange(10))  # Members are ids of the split left after exclusion.
+  config = _config(exclude=exclude)
+  config.data.subset, config.data.subset_seed = 30, 2
+  split = training_split(config, data, str(tmp_path / "run"), log=lambda _: None)
+  members = np.load(tmp_path / "run" / MEMBERS_FILE)
+  assert len(members) == 30 and len(set(members)) == 30 and members.max() < 90
+  np.testing.assert_array_equal(split.images, data.images[10:][members])
+  np.testing.assert_array_equal(split.labels, data.labels[10:][members])
+  again = training_split(config, data, log=lambda _: None)
+  np.testing.assert_array_equal(again.images, split.images)  # The same seed, the same members.
+  config.data.subset_seed = 3
+  assert not np.array_equal(training_split(config, data, log=lambda _: None).images,
+                            split.images)
+  config.data.subset = 91
+  with pytest.raises(InvalidInputError, match="data.subset=91"):
+    training_split(config, data, log=lambda _: None)
+
+
+def test_a_subset_of_text_keeps_the_member_lines():
+  spec = TextSpec(vocab="\nabc")
+  text = "\n".join(["a" * (i % 3 + 1) + "b" * i for i in range(6)])
+  data = TextData(spec.encode(text), spec, block_size=4)
+  config = _config()
+  config.data.subset = 2
+  kept = spec.decode(training_split(config, data, log=lambda _: None).tokens).split("\n")
+  lines = text.split("\n")
+  members = subset_members(len(lines), 2, 0)
+  assert kept == [lines[i] for i in members]

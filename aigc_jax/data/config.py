@@ -48,6 +48,11 @@ def data_config() -> ConfigDict:
   # Against unequal classes (images.py): "none", "resample" (every class an equal share of
   # each epoch) or "reweight" (each example's loss scaled by N / (K * its class count)).
   data.balance = "none"
+  # > 0: train on a seeded subset of this many items (examples, or lines of text) of the
+  # split left after corruption and exclusion; their ids go to WORKDIR/members.npy, so a
+  # privacy audit knows members from non-members. 0: the whole split.
+  data.subset = 0
+  data.subset_seed = 0
   return data
 
 
@@ -75,7 +80,8 @@ DATA_RULES: dict[str, Rule] = {
     "image_size": (lambda v: v is None or (isinstance(v, int) and v >= 1),
                    "a positive integer, or unset"),
     "channels": (lambda v: v in (None, 1, 3), "1 (grey), 3 (RGB), or unset"),
-    "balance": one_of(*BALANCE),
+    "balance": one_of(*BALANCE), "subset": integer_at_least(0),
+    "subset_seed": integer_at_least(0),
 }
 
 

@@ -27,6 +27,8 @@ from aigc_jax.data.text import TextData
 from aigc_jax.errors import InvalidInputError, MissingInputError
 
 GROUND_TRUTH_FILE = "corruption.npz"
+MEMBERS_FILE = "members.npy"  # Ids of the training items a data.subset run saw.
+SUBSET_STREAM = 4  # Random stream of the subset draw (see images.HELD_OUT_STREAM, 3).
 LABEL_FILE = "label_file"  # The ground-truth kind of an example the label file relabels.
 
 
@@ -165,12 +167,33 @@ def class_shares(config: ml_collections.ConfigDict, log=print) -> np.ndarray:
   return np.bincount(data.labels, minlength=data.num_classes) / len(data.labels)
 
 
+def subset_members(num: int, size: int, seed: int) -> np.ndarray:
+  """Sorted ids of a seeded subset of `size` of `num` items: the members of a run trained
+  on `data.subset`, which a membership-inference audit tells from the rest."""
+  if size > num:
+    raise InvalidInputError(f"data.subset={size} asks for more items than the split has "
+                            f"({num}); give at most {num}, or 0 for all.")
+  return np.sort(np.random.default_rng([SUBSET_STREAM, seed]).permutation(num)[:size])
+
+
 def training_split(config: ml_collections.ConfigDict, data: ImageData | TextData,
                    workdir: str | None = None, log=print) -> ImageData | TextData:
-  """Corrupts, then excludes, as the config says; saves the ground truth in `workdir`."""
+  """Corrupts, excludes, then keeps `data.subset`, as the config says; saves the ground
+  truth and the subset's member ids (MEMBERS_FILE, ids of the split after exclusion) in
+  `workdir`."""
   data, _ = dirty_split(config, data, workdir, log)
   if config.data.exclude:
     ids = load_exclude(config.data.exclude, num_items(data))
     data = without(data, ids)
     log(f"Excluded {len(ids)} items listed in {config.data.exclude}; {data.describe()} left.")
+  size = config.data.get("subset", 0)  # .get: runs saved before the key existed.
+  if size:
+    total = num_items(data)
+    members = subset_members(total, size, config.data.subset_seed)
+    data = without(data, np.setdiff1d(np.arange(total), members))
+    log(f"Training on a subset of {size} of {total} items (seed "
+        f"{config.data.subset_seed}): {data.describe()}.")
+    if workdir is not None:
+      os.makedirs(workdir, exist_ok=True)
+      np.save(os.path.join(workdir, MEMBERS_FILE), members)
   return data
