@@ -160,10 +160,14 @@ def dirty_split(config: ml_collections.ConfigDict, data: ImageData | TextData,
   return data, truth
 
 
-def class_shares(config: ml_collections.ConfigDict, log=print) -> np.ndarray:
+def class_shares(config: ml_collections.ConfigDict, stored: ImageData | None = None,
+                 log=print) -> np.ndarray:
   """Each class's share of the training split `config` trains on, as corrupted and
-  cleaned: what a run was shown, for its per-class report and data-prior sampling."""
-  data = training_split(config, config_split(config, config.data.split), log=log)
+  cleaned: what a run was shown, for its per-class report and data-prior sampling.
+  `stored`: that split as stored, if the caller has it loaded already."""
+  if stored is None:
+    stored = config_split(config, config.data.split)
+  data = training_split(config, stored, log=log)
   return np.bincount(data.labels, minlength=data.num_classes) / len(data.labels)
 
 

@@ -86,7 +86,7 @@ def score_images(run: RestoredRun, run_dir: str, options: EvalOptions, samples: 
   report = image_sample_report(fake_feats, fake_probs, real_feats, real_probs, train_feats,
                                requested_labels=labels)
   report["per_class"] = per_class_report(fake_feats, fake_probs, real_feats, test.labels,
-                                         class_shares(run.config, log=logging.info),
+                                         class_shares(run.config, train, log=logging.info),
                                          requested_labels=labels)
   size = min(len(fake_feats), len(train_feats))
   others = np.random.default_rng(options.seed).choice(len(train_feats), size, replace=False)
