@@ -25,8 +25,8 @@ from aigc_jax.data.image_grid import make_grid, save_png
 from aigc_jax.data.sources import config_split
 from aigc_jax.data.text import TextData
 from aigc_jax.data.training_split import dirty_split, num_items
+from aigc_jax.metrics.vae_scores import per_example_neg_elbo
 from aigc_jax.quality.clean import clean
-from aigc_jax.quality.vae_scores import per_example_neg_elbo
 from aigc_jax.train.restore import restore_run
 from experiments import cli
 

@@ -44,6 +44,10 @@ _TEMPERATURE = flags.DEFINE_float("temperature", _DEFAULTS.temperature,
 _SAMPLE_LABELS = flags.DEFINE_enum("sample_labels", None, ["uniform", "data"],
                                    "Conditional models: draw classes evenly or in the "
                                    "training split's shares; default the run's setting.")
+_AUDIT = flags.DEFINE_integer("audit_candidates", _DEFAULTS.audit_candidates,
+                              "Membership-inference audit: training members (and as many "
+                              "non-members) to attack; 0 skips it (experiments.audit_privacy "
+                              "has the full audit).", lower_bound=0)
 _SAMPLES = flags.DEFINE_string("samples", None, "Score these saved images (.npy from "
                                "experiments.sample) instead of the run's own draws.")
 flags.mark_flags_as_required(["workdir"])
@@ -58,7 +62,8 @@ def main(argv):
                         num_samples=_NUM_SAMPLES.value, classifier_dir=_CLASSIFIER_DIR.value,
                         text_samples=_TEXT_SAMPLES.value, prompt_chars=_PROMPT_CHARS.value,
                         text_chars=_TEXT_CHARS.value, temperature=_TEMPERATURE.value,
-                        sample_labels=_SAMPLE_LABELS.value)
+                        sample_labels=_SAMPLE_LABELS.value,
+                        audit_candidates=_AUDIT.value)
   if _SAMPLES.value:
     report, path = evaluate_samples(_WORKDIR.value, _SAMPLES.value, options)
   else:

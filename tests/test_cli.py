@@ -217,6 +217,10 @@ def test_evaluate_run_scores_gan_samples_in_a_saved_feature_space(image_folder, 
               "hallucination_off_manifold", "near_copy_share"):
     assert 0.0 <= samples[key] <= 1.0, key
   assert first["samples"] == second["samples"]  # Same seed, same classifier: same numbers.
+  audit = first["privacy_audit"]  # The whole split is the members; test: the same folder.
+  assert set(audit["attacks"]) == {"discriminator", "nearest_sample"}
+  assert "roc" not in audit["attacks"]["discriminator"]  # The summary leaves curves out.
+  assert audit["attacks"]["nearest_sample"]["roc_auc"] == 0.5  # Same images on both sides.
 
 
 def test_a_folder_without_test_split_is_evaluated_on_a_held_out_share(image_folder,

@@ -11,7 +11,7 @@ from aigc_jax.losses.vae import (bernoulli_log_prob, diagonal_gaussian_log_densi
                                  neg_elbo)
 from aigc_jax.metrics.likelihood import iwae_log_likelihood
 from aigc_jax.metrics.vae_report import evaluate_vae, save_vae_figures
-from aigc_jax.quality.vae_scores import per_example_neg_elbo
+from aigc_jax.metrics.vae_scores import per_example_neg_elbo
 from aigc_jax.train import vae
 from aigc_jax.train.loop import train_and_evaluate
 from aigc_jax.train.metric_writer import read_metrics

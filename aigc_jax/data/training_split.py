@@ -180,16 +180,24 @@ def subset_members(num: int, size: int, seed: int) -> np.ndarray:
   return np.sort(np.random.default_rng([SUBSET_STREAM, seed]).permutation(num)[:size])
 
 
-def training_split(config: ml_collections.ConfigDict, data: ImageData | TextData,
+def prepared_split(config: ml_collections.ConfigDict, data: ImageData | TextData,
                    workdir: str | None = None, log=print) -> ImageData | TextData:
-  """Corrupts, excludes, then keeps `data.subset`, as the config says; saves the ground
-  truth and the subset's member ids (MEMBERS_FILE, ids of the split after exclusion) in
-  `workdir`."""
+  """`data` corrupted and with `data.exclude` dropped, as the config says (ground truth
+  saved in `workdir`): the pool a `data.subset` is drawn from, and the ids its
+  members.npy refers to."""
   data, _ = dirty_split(config, data, workdir, log)
   if config.data.exclude:
     ids = load_exclude(config.data.exclude, num_items(data))
     data = without(data, ids)
     log(f"Excluded {len(ids)} items listed in {config.data.exclude}; {data.describe()} left.")
+  return data
+
+
+def training_split(config: ml_collections.ConfigDict, data: ImageData | TextData,
+                   workdir: str | None = None, log=print) -> ImageData | TextData:
+  """`prepared_split`, then only `data.subset` of it when set; saves the ground truth and
+  the subset's member ids (MEMBERS_FILE) in `workdir`."""
+  data = prepared_split(config, data, workdir, log)
   size = config.data.get("subset", 0)  # .get: runs saved before the key existed.
   if size:
     total = num_items(data)

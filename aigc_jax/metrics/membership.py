@@ -52,3 +52,16 @@ def attack_report(member_scores: np.ndarray, nonmember_scores: np.ndarray, *,
           "tpr_at_1pct_fpr": tpr_at_fpr(member_scores, nonmember_scores, 0.01),
           "tpr_at_0.1pct_fpr": tpr_at_fpr(member_scores, nonmember_scores, 0.001),
           "num_members": len(member_scores), "num_nonmembers": len(nonmember_scores)}
+
+
+def roc_curve(member_scores: np.ndarray, nonmember_scores: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+  """(false-positive rates, true-positive rates) of every threshold, from (0, 0) to
+  (1, 1); tied scores move both rates in one step."""
+  scores = np.concatenate([member_scores, nonmember_scores])
+  is_member = np.concatenate([np.ones(len(member_scores)), np.zeros(len(nonmember_scores))])
+  order = np.argsort(-scores, kind="stable")
+  true_pos, false_pos = np.cumsum(is_member[order]), np.cumsum(1.0 - is_member[order])
+  last_of_tie = np.append(np.flatnonzero(np.diff(scores[order])), len(scores) - 1)
+  return (np.append(0.0, false_pos[last_of_tie] / len(nonmember_scores)),
+          np.append(0.0, true_pos[last_of_tie] / len(member_scores)))

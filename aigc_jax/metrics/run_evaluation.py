@@ -5,7 +5,8 @@ Image models (GANs and VAEs): samples scored against the real `data.test_split` 
 dataset's feature-classifier space (image_report.py; docs/metrics.md). VAEs also: -ELBO,
 IWAE NLL, bits/dim, reconstruction PSNR/SSIM and PNG grids (vae_report.py). Language
 models: loss and bits per character over `data.eval_split` and `data.test_split`, and
-continuations of test-split prompts scored by text_metrics.py.
+continuations of test-split prompts scored by text_metrics.py. Every family: the summary
+of a membership-inference audit (privacy_audit.py).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from aigc_jax.errors import InvalidInputError, MissingInputError
 from aigc_jax.metrics import feature_classifier
 from aigc_jax.metrics.class_report import per_class_report
 from aigc_jax.metrics.image_report import image_sample_report, real_floor
+from aigc_jax.metrics.privacy_audit import AuditOptions, audit_run, audit_summary
 from aigc_jax.metrics.text_metrics import text_report
 from aigc_jax.metrics.vae_report import evaluate_vae, save_vae_figures
 from aigc_jax.train import sharding
@@ -52,6 +54,7 @@ class EvalOptions:
   text_chars: int = 300  # Language models: characters per continuation.
   temperature: float = 1.0  # Language models: sampling temperature.
   sample_labels: str | None = None  # Conditional: "uniform" or "data"; None: the run's.
+  audit_candidates: int = 1000  # Membership-inference audit: members drawn (0: skip).
 
 
 def default_classifier_dir(run_dir: str, dataset: str) -> str:
@@ -167,6 +170,10 @@ def evaluate_run(run_dir: str, options: EvalOptions = EvalOptions()) -> tuple[di
   os.makedirs(os.path.join(run_dir, "eval"), exist_ok=True)
   start = time.perf_counter()
   report = REPORTS[run.config.family](run, run_dir, options)
+  if options.audit_candidates:
+    audit = AuditOptions(num_candidates=options.audit_candidates, seed=options.seed,
+                         num_samples=options.num_samples)
+    report["privacy_audit"] = audit_summary(audit_run(run, run_dir, audit))
   report["eval_seconds"] = time.perf_counter() - start
   path = os.path.join(run_dir, "eval", f"step_{run.step}.json")
   with open(path, "w") as f:

@@ -50,7 +50,7 @@ def checkpoint_meta(config: ml_collections.ConfigDict, spec: Spec) -> dict:
 RUN_IDENTITY = ("family", "model", "data.name", "data.split", "data.image_folder",
                 "data.text_file", "data.image_size", "data.channels", "data.eval_fraction",
                 "data.split_seed", "data.corrupt", "data.corrupt_seed", "data.ood_source",
-                "data.exclude")
+                "data.exclude", "data.subset", "data.subset_seed")
 
 
 def _lookup(config: dict, dotted: str):
