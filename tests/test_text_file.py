@@ -1,12 +1,13 @@
 """A user's own text file: decoding, line ends, held-out lines, named errors, and a run
 trained, cleaned and evaluated on it."""
 
+import json
 import os
 
 import numpy as np
 import pytest
 
-from aigc_jax.data.sources import load_split
+from aigc_jax.data.sources import config_split, load_split
 from aigc_jax.data.text_file import read_text_file, split_lines
 from aigc_jax.errors import InvalidInputError, MissingInputError
 from aigc_jax.metrics.run_evaluation import EvalOptions, evaluate_run
@@ -67,9 +68,24 @@ def test_a_language_model_trains_cleans_and_evaluates_on_a_text_file(corpus, tmp
                                                 text_chars=16))
   assert report["validation_bits_per_char"] > 0 and report["test_bits_per_char"] > 0
   assert 0.0 <= report["samples"]["invented_word_rate"] <= 1.0
+  line_loss = report["privacy_audit"]["attacks"]["line_loss"]
+  assert 0.0 <= line_loss["roc_auc"] <= 1.0
+  assert "validation" in report["privacy_audit"]["nonmembers"]
   cleaned = run_clean_data("shakespeare", tmp_path / "c", "--config.data.name=text_file",
                            f"--config.data.text_file={corpus}",
                            "--config.data.corrupt=garbage_lines=0.05")
   assert cleaned["detectors"]["garbage_lines"]["vs_ground_truth"]["recall"] > 0.5
   assert np.load(tmp_path / "c" / "exclude.npy").size > 0
   assert os.path.exists(tmp_path / "c" / "flagged_lines.txt")
+
+
+def test_a_private_language_model_samples_disjoint_windows(corpus, tmp_path):
+  config = char_gpt.get_config("tiny")
+  config.data.update(name="text_file", text_file=corpus, eval_fraction=0.2)
+  config.dp.noise_multiplier, config.batch_size = 2.0, 4
+  windows = config_split(config, "train").num_windows()
+  scalars = train_and_evaluate(config, str(tmp_path / "gpt"))
+  assert 0.0 <= scalars["clipped_share"] <= 1.0 and scalars["privacy/epsilon"] > 0
+  with open(tmp_path / "gpt" / "config.json") as f:
+    assert json.load(f)["config"]["dp"]["noise_multiplier"] == 2.0
+  assert windows > config.batch_size

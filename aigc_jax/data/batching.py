@@ -25,6 +25,31 @@ def local_batch_size(global_batch: int, process_count: int) -> int:
   return global_batch // process_count
 
 
+POISSON_STREAM = 5  # Random stream of Poisson sampling (see training_split.SUBSET_STREAM).
+
+
+def poisson_batch(step: tf.Tensor, *, num_items: int, rate: float, capacity: int, seed: int,
+                  process_index: int, process_count: int) -> tuple[tf.Tensor, tf.Tensor]:
+  """This process's share of global batch `step` under Poisson sampling, for private
+  training (train/dp.py): item ids (L,) int64 and a float32 mask (L,), L = capacity /
+  process_count.
+
+  Each of the `num_items` items is in the batch with probability `rate`, independently
+  of the others and of other steps; if more than `capacity` are drawn, a uniformly random
+  `capacity` of them are kept. The rest of the batch is padding (id 0, mask 0). A pure
+  function of (seed, step), like every batch of the project.
+  """
+  local = local_batch_size(capacity, process_count)
+  key = tf.stack([tf.constant(seed + (POISSON_STREAM << 32), tf.int64), step])
+  drawn = tf.where(tf.random.stateless_uniform([num_items], seed=key) < rate)[:, 0]
+  kept = tf.random.experimental.stateless_shuffle(drawn, seed=key + [0, 1])[:capacity]
+  size = tf.shape(kept, out_type=tf.int64)[0]
+  ids = tf.pad(kept, [[0, capacity - size]])
+  mask = tf.cast(tf.range(capacity, dtype=tf.int64) < size, tf.float32)
+  mine = slice(process_index * local, (process_index + 1) * local)
+  return ids[mine], mask[mine]
+
+
 def batches_by_step(batch_at: Callable[[tf.Tensor], dict[str, tf.Tensor]],
                     start_step: int) -> Iterator[Batch]:
   """Iterates batch_at(step) for step = start_step, start_step + 1, ... on one background

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from aigc_jax.data.batching import Batch, batches_by_step, local_batch_size
+from aigc_jax.data.batching import Batch, batches_by_step, local_batch_size, poisson_batch
 from aigc_jax.errors import InvalidInputError
 
 # Random stream of the held-out draw; see corrupt.CORRUPTION_STREAM (1) and
@@ -117,8 +117,8 @@ def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 def image_batches(data: ImageData, *, global_batch: int, seed: int, start_step: int = 0,
-                  process_index: int = 0, process_count: int = 1, balance: str = "none"
-                  ) -> Iterator[Batch]:
+                  process_index: int = 0, process_count: int = 1, balance: str = "none",
+                  sampling_rate: float = 0.0) -> Iterator[Batch]:
   """Endless iterator of this process's batches, starting at global batch `start_step`.
 
   Yields {'image': float32 (L, H, W, C) in [-1, 1], 'label': int32 (L,)} with
@@ -126,11 +126,14 @@ def image_batches(data: ImageData, *, global_batch: int, seed: int, start_step: 
   prefetched, so the training step never waits on them. `balance` against unequal classes:
   'resample' gives every class an equal share of each epoch (`balanced_slots`); 'reweight'
   adds 'weight' (L,), the example's `class_weights`, for the losses to scale by.
+
+  `sampling_rate` > 0: Poisson sampling for private training (batching.poisson_batch),
+  `global_batch` being the capacity; batches carry 'mask' (L,), 0 for padding rows.
   """
   if balance not in BALANCE:
     raise InvalidInputError(f"Unknown data.balance '{balance}'; choose from {BALANCE}.")
   num_examples = len(data.images)
-  if num_examples < global_batch:
+  if num_examples < global_batch and not sampling_rate:
     raise InvalidInputError(f"The split has {num_examples} examples, fewer than one global "
                             f"batch of {global_batch}; lower --config.batch_size.")
   images = tf.constant(data.images)
@@ -138,6 +141,13 @@ def image_batches(data: ImageData, *, global_batch: int, seed: int, start_step: 
   slots = ({k: tf.constant(v, tf.int64) for k, v in balanced_slots(data.labels).items()}
            if balance == "resample" else None)
   weights = tf.constant(class_weights(data.labels, data.num_classes))
+
+  def poisson_batch_at(step):
+    idx, mask = poisson_batch(step, num_items=num_examples, rate=sampling_rate,
+                              capacity=global_batch, seed=seed, process_index=process_index,
+                              process_count=process_count)
+    return {"image": scale_images(tf.gather(images, idx)), "label": tf.gather(labels, idx),
+            "mask": mask}
 
   def batch_at(step):
     idx, epochs = shuffled_positions(step, global_batch=global_batch,
@@ -152,7 +162,7 @@ def image_batches(data: ImageData, *, global_batch: int, seed: int, start_step: 
       batch["weight"] = tf.gather(weights, batch["label"])
     return batch
 
-  return batches_by_step(batch_at, start_step)
+  return batches_by_step(poisson_batch_at if sampling_rate else batch_at, start_step)
 
 def eval_batches(data: ImageData, *, global_batch: int, process_index: int = 0,
                  process_count: int = 1) -> Iterator[Batch]:

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from aigc_jax.data.batching import Batch, batches_by_step, local_batch_size
+from aigc_jax.data.batching import Batch, batches_by_step, local_batch_size, poisson_batch
 from aigc_jax.errors import InvalidInputError
 
 
@@ -57,9 +57,14 @@ class TextData:
     return f"{len(self.tokens):,} characters, vocabulary {self.spec.vocab_size}"
 
   def train_batches(self, *, global_batch: int, seed: int, start_step: int = 0,
-                    process_index: int = 0, process_count: int = 1, balance: str = "none"
-                    ) -> Iterator[Batch]:
-    """Endless {'tokens': int32 (L, block_size + 1)} batches from a random offset each."""
+                    process_index: int = 0, process_count: int = 1, balance: str = "none",
+                    sampling_rate: float = 0.0) -> Iterator[Batch]:
+    """Endless {'tokens': int32 (L, block_size + 1)} batches from a random offset each.
+
+    `sampling_rate` > 0 (private training): Poisson batches (batching.poisson_batch) of
+    the `num_windows()` disjoint windows, so each character is in one item; `global_batch`
+    is the capacity, and batches carry 'mask' (L,).
+    """
     if balance != "none":
       raise InvalidInputError(f"data.balance='{balance}' balances image classes; text has "
                               "none. Leave data.balance='none'.")
@@ -71,6 +76,13 @@ class TextData:
     tokens = tf.constant(self.tokens)
     offsets = tf.range(window, dtype=tf.int64)
 
+    def poisson_batch_at(step):
+      ids, mask = poisson_batch(step, num_items=self.num_windows(), rate=sampling_rate,
+                                capacity=global_batch, seed=seed,
+                                process_index=process_index, process_count=process_count)
+      return {"tokens": tf.gather(tokens, ids[:, None] * window + offsets[None, :]),
+              "mask": mask}
+
     def batch_at(step):
       starts = tf.random.stateless_uniform(
           [global_batch], seed=tf.stack([tf.constant(seed, tf.int64), step]),
@@ -78,7 +90,12 @@ class TextData:
       mine = starts[process_index * local:(process_index + 1) * local]
       return {"tokens": tf.gather(tokens, mine[:, None] + offsets[None, :])}
 
-    return batches_by_step(batch_at, start_step)
+    return batches_by_step(poisson_batch_at if sampling_rate else batch_at, start_step)
+
+  def num_windows(self) -> int:
+    """Disjoint windows of block_size + 1 characters in the split: the items a private
+    run samples, each character in exactly one."""
+    return len(self.tokens) // (self.block_size + 1)
 
   def eval_batches(self, *, global_batch: int, process_index: int = 0,
                    process_count: int = 1) -> Iterator[Batch]:

@@ -40,6 +40,14 @@ def loop_config() -> ConfigDict:
   # Conditional models: the classes sampled for grids and evaluation. "uniform": equal
   # numbers of each; "data": in the training split's class shares (reproduces its balance).
   config.sample_labels = "uniform"
+  # Differentially private training (dp.py, docs/privacy.md): set epsilon (the noise is
+  # calibrated so num_steps spend it) or noise_multiplier; batch_size is then the expected
+  # size of Poisson-sampled batches. Off while both are unset.
+  config.dp = ConfigDict()
+  config.dp.epsilon = placeholder(float)
+  config.dp.noise_multiplier = placeholder(float)
+  config.dp.delta = 1e-5
+  config.dp.l2_clip = 1.0  # Each example's gradient is clipped to this L2 norm.
   return config
 
 
@@ -56,9 +64,22 @@ LOOP_RULES: dict[str, Rule] = {
 }
 
 
+def _positive_or_unset(v) -> bool:
+  return v is None or (isinstance(v, float) and v > 0)
+
+
+DP_RULES: dict[str, Rule] = {
+    "epsilon": (_positive_or_unset, "a positive float, or unset"),
+    "noise_multiplier": (_positive_or_unset, "a positive float, or unset"),
+    "delta": (lambda v: isinstance(v, float) and 0 < v < 1, "a float in (0, 1)"),
+    "l2_clip": (lambda v: isinstance(v, float) and v > 0, "a positive float"),
+}
+
+
 def validate(config: ConfigDict) -> None:
   """Fails on the first shared key whose value cannot work, naming it and the rule."""
   check_rules(config, LOOP_RULES)
+  check_rules(config.dp, DP_RULES, prefix="dp.")
   check_rules(config.data, DATA_RULES, prefix="data.")
 
 

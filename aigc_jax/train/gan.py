@@ -23,7 +23,7 @@ from aigc_jax.losses.gan import get_gan_loss, weighted_mean
 from aigc_jax.losses.gan_penalties import get_d_regularizers, l2_penalty
 from aigc_jax.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from aigc_jax.models.mlp_gan import MLPDiscriminator, MLPGenerator
-from aigc_jax.train import microbatch
+from aigc_jax.train import dp, microbatch
 from aigc_jax.train.batch_axis import batch_axis, batch_mean, per_device, per_example
 from aigc_jax.train.family import Family, balanced_labels
 from aigc_jax.train.precision import with_compute_dtype
@@ -135,6 +135,8 @@ def make_train_step(config: ml_collections.ConfigDict, spec: ImageSpec):
   parse_policy(config.diffaugment)  # Fails now, naming the bad op, rather than mid-trace.
   axis = batch_axis(config)
   augment = lambda rng, images: diff_augment(per_device(rng, axis), images, config.diffaugment)
+  private = dp.is_private(config)
+  num_classes = num_label_classes(config, spec)
 
   def discriminate(d_params, d_batch_stats, images, labels):
     logits, updates = discriminator.apply(_variables(d_params, d_batch_stats), images, labels,
@@ -148,9 +150,15 @@ def make_train_step(config: ml_collections.ConfigDict, spec: ImageSpec):
     # conditional G, fake i's G loss are scaled by real i's class weight.
     weights = batch.get("weight")
     g_weights = weights if config.model.conditional else None
-    latent_rng, augment_rng, penalty_rng = step_streams(rng, state.step, "latent", "augment",
-                                                        "penalty")
+    latent_rng, augment_rng, penalty_rng, label_rng, dp_rng = step_streams(
+        rng, state.step, "latent", "augment", "penalty", "fake_label", "dp_noise")
     z = per_example(jax.random.normal, latent_rng, (real.shape[0], config.latent_dim), axis)
+    # Fakes are drawn for the real batch's labels, so D compares like with like -- except
+    # in a private run, where G's update must not read the data: uniform labels then.
+    fake_labels = labels
+    if private and labels is not None:
+      fake_labels = per_example(lambda key, shape: jax.random.randint(key, shape, 0, num_classes),
+                                label_rng, labels.shape, axis)
     k = microbatch.num_microbatches(config, real.shape[0])
     generate = lambda g_params, z, labels: generator.apply(
         _variables(g_params, state.g_batch_stats), z, labels, train=True,
@@ -160,15 +168,15 @@ def make_train_step(config: ml_collections.ConfigDict, spec: ImageSpec):
     # loss gradient back through it (G runs once per step, as in the PyTorch recipe);
     # k > 1 reruns G per microbatch instead, so no whole-batch activations stay live.
     if k == 1:
-      fake, pull_back_to_g, g_updates = jax.vjp(lambda p: generate(p, z, labels),
+      fake, pull_back_to_g, g_updates = jax.vjp(lambda p: generate(p, z, fake_labels),
                                                 state.g_params, has_aux=True)
 
       def generator_gradients(g_loss_of):
-        g_loss, fake_grads = jax.value_and_grad(g_loss_of)(fake, labels, g_weights, 0)
+        g_loss, fake_grads = jax.value_and_grad(g_loss_of)(fake, fake_labels, g_weights, 0)
         (g_grads,) = pull_back_to_g(fake_grads)
         return (g_loss, g_updates), g_grads
     else:
-      fake, _ = generate(state.g_params, z, labels)
+      fake, _ = generate(state.g_params, z, fake_labels)
 
       def generator_gradients(g_loss_of):
         def g_objective(g_params, examples, index):
@@ -176,7 +184,8 @@ def make_train_step(config: ml_collections.ConfigDict, spec: ImageSpec):
           return g_loss_of(fake, examples["labels"], examples["weights"], index), updates
 
         return microbatch.value_and_grad(g_objective, state.g_params,
-                                         {"z": z, "labels": labels, "weights": g_weights}, k)
+                                         {"z": z, "labels": fake_labels, "weights": g_weights},
+                                         k)
 
     def d_objective(d_params, examples, index):
       real_aug_rng, fake_aug_rng = jax.random.split(jax.random.fold_in(augment_rng, index))
@@ -185,7 +194,8 @@ def make_train_step(config: ml_collections.ConfigDict, spec: ImageSpec):
       labels = examples["labels"]
       # Real and fake go through D as two batches, so BatchNorm in D normalises each on
       # its own as in the reference DCGAN recipe; vmap still makes them one kernel.
-      pair_labels = None if labels is None else jnp.stack([labels, labels])
+      pair_labels = (None if labels is None
+                     else jnp.stack([labels, examples["fake_labels"]]))
       logits, stats = jax.vmap(discriminate, in_axes=(None, None, 0, 0 if labels is not None
                                                       else None))(
           d_params, state.d_batch_stats, jnp.stack([real_in, fake_in]), pair_labels)
@@ -201,10 +211,17 @@ def make_train_step(config: ml_collections.ConfigDict, spec: ImageSpec):
       new_stats = jax.tree.map(lambda s: jnp.mean(s, axis=0), stats)
       return d_loss + sum(penalties.values()), (summary, new_stats)
 
-    (_, (d_summary, d_batch_stats)), d_grads = microbatch.value_and_grad(
-        d_objective, state.d_params,
-        {"real": real, "fake": fake, "labels": labels, "weights": weights}, k)
-    d_grads = batch_mean(d_grads, axis)
+    d_examples = {"real": real, "fake": fake, "labels": labels, "fake_labels": fake_labels,
+                  "weights": weights}
+    extra = {}
+    if private:  # DP-SGD on D, the one network that reads data (dp.py).
+      (_, (d_summary, d_batch_stats)), d_grads, extra["d_clipped_share"] = (
+          dp.private_gradient(d_objective, state.d_params, d_examples, batch["mask"], dp_rng,
+                              microbatches=k, axis=axis, **dp.step_settings(config)))
+    else:
+      (_, (d_summary, d_batch_stats)), d_grads = microbatch.value_and_grad(
+          d_objective, state.d_params, d_examples, k)
+      d_grads = batch_mean(d_grads, axis)
     d_updates, d_opt_state = d_tx.update(d_grads, state.d_opt_state, state.d_params)
     d_params = optax.apply_updates(state.d_params, d_updates)
 
@@ -229,7 +246,7 @@ def make_train_step(config: ml_collections.ConfigDict, spec: ImageSpec):
                               g_batch_stats=g_updates.get("batch_stats", {}),
                               d_batch_stats=d_batch_stats)
     metrics = {
-        **d_summary, "g_loss": g_loss,
+        **d_summary, **extra, "g_loss": g_loss,
         "g_grad_norm": optax.tree.norm(g_grads), "d_grad_norm": optax.tree.norm(d_grads),
         "g_param_norm": optax.tree.norm(g_params),
         "d_param_norm": optax.tree.norm(d_params),

@@ -11,7 +11,7 @@ import optax
 from aigc_jax.data.text import TextSpec
 from aigc_jax.models.decoding import generate
 from aigc_jax.models.transformer import CharTransformer
-from aigc_jax.train import microbatch
+from aigc_jax.train import dp, microbatch
 from aigc_jax.train.batch_axis import batch_axis, batch_mean, per_device
 from aigc_jax.train.family import Family
 from aigc_jax.train.precision import compute_dtype
@@ -70,9 +70,10 @@ def make_train_step(config: ml_collections.ConfigDict, spec: TextSpec):
   tx = build_optimizer(config)
   schedule = learning_rate(config)
   axis = batch_axis(config)
+  private = dp.is_private(config)
 
   def train_step(state: LMState, batch, rng):
-    (dropout_rng,) = step_streams(rng, state.step, "dropout")
+    dropout_rng, dp_rng = step_streams(rng, state.step, "dropout", "dp_noise")
     dropout_rng = per_device(dropout_rng, axis)
 
     def objective(params, tokens, index):
@@ -80,15 +81,21 @@ def make_train_step(config: ml_collections.ConfigDict, spec: TextSpec):
                                    dropout_rng=jax.random.fold_in(dropout_rng, index))), ()
 
     tokens = batch["tokens"]
-    (loss, _), grads = microbatch.value_and_grad(
-        objective, state.params, tokens, microbatch.num_microbatches(config, len(tokens)))
-    grads = batch_mean(grads, axis)
-    loss = batch_mean(loss, axis)
+    k = microbatch.num_microbatches(config, len(tokens))
+    extra = {}
+    if private:  # DP-SGD: clipped per-window gradients and noise (dp.py).
+      (loss, _), grads, extra["clipped_share"] = dp.private_gradient(
+          objective, state.params, tokens, batch["mask"], dp_rng, microbatches=k, axis=axis,
+          **dp.step_settings(config))
+    else:
+      (loss, _), grads = microbatch.value_and_grad(objective, state.params, tokens, k)
+      grads = batch_mean(grads, axis)
+      loss = batch_mean(loss, axis)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {"loss": loss, "bits_per_char": loss / jnp.log(2.0),
                "learning_rate": schedule(state.step), "grad_norm": optax.tree.norm(grads),
-               "param_norm": optax.tree.norm(params)}
+               "param_norm": optax.tree.norm(params), **extra}
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
   return train_step

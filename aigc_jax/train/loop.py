@@ -17,10 +17,12 @@ import ml_collections
 from absl import logging
 
 from aigc_jax.data.batching import stack_batches
+from aigc_jax.data.images import ImageData
 from aigc_jax.data.sources import config_split
+from aigc_jax.data.text import TextData
 from aigc_jax.data.training_split import training_split
 from aigc_jax.errors import InvalidInputError
-from aigc_jax.train import sharding
+from aigc_jax.train import dp, sharding
 from aigc_jax.train.checkpoint import Checkpointer, WorkdirMismatchError, with_shardings
 from aigc_jax.train.config import validate, with_defaults
 from aigc_jax.train.evaluation import make_split_evaluator
@@ -50,7 +52,7 @@ def checkpoint_meta(config: ml_collections.ConfigDict, spec: Spec) -> dict:
 RUN_IDENTITY = ("family", "model", "data.name", "data.split", "data.image_folder",
                 "data.text_file", "data.image_size", "data.channels", "data.eval_fraction",
                 "data.split_seed", "data.corrupt", "data.corrupt_seed", "data.ood_source",
-                "data.exclude", "data.subset", "data.subset_seed")
+                "data.exclude", "data.subset", "data.subset_seed", "dp")
 
 
 def _lookup(config: dict, dotted: str):
@@ -152,6 +154,24 @@ def initial_state(config: ml_collections.ConfigDict, checkpointer: Checkpointer,
   return restored
 
 
+def private_config(config: ml_collections.ConfigDict, data: ImageData | TextData,
+                   multiple: int) -> tuple[ml_collections.ConfigDict, dp.DpPlan]:
+  """The config with the noise multiplier the run will use (calibrated to dp.epsilon when
+  that is the target), and the run's privacy plan, logged."""
+  dp.check_private_config(config)
+  num_items = data.num_windows() if isinstance(data, TextData) else len(data.images)
+  plan = dp.make_plan(config, num_items, multiple)
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.dp.noise_multiplier = plan.noise_multiplier
+  logging.info("Private training (DP-SGD): %d items, each in a step's batch with "
+               "probability %.5f (Poisson; at most %d per batch), clipped to L2 %g, noise "
+               "multiplier %.4f: epsilon %.3f at delta %g after %d steps.", plan.num_items,
+               plan.sampling_rate, plan.capacity, plan.l2_clip, plan.noise_multiplier,
+               dp.epsilon_spent(plan, plan.num_steps), plan.delta, plan.num_steps)
+  return config, plan
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Trains `config` in `workdir` up to `config.num_steps`; returns the last logged scalars."""
   validate(config)
@@ -164,6 +184,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   data = training_split(config, config_split(config, config.data.split),
                         workdir if is_chief else None, log=logging.info)
   spec = data.spec
+  plan = None
+  if dp.is_private(config):
+    config, plan = private_config(config, data, mesh.size * config.grad_accum_steps)
   init_rng, train_rng, grid_rng, eval_rng = (stream(jax.random.key(config.seed), name)
                                              for name in ("init", "train", "grid", "eval"))
   create_state = lambda rng: family.create_state(config, rng, spec)
@@ -188,10 +211,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                          state_sharding)
     state = runner.to_running(state)
     sample = jax.jit(family.make_sampler(config, spec), static_argnums=2, out_shardings=repl)
-    local_batches = data.train_batches(global_batch=config.batch_size, seed=config.seed,
-                                       start_step=start_step, process_index=jax.process_index(),
-                                       process_count=jax.process_count(),
-                                       balance=config.data.balance)
+    local_batches = data.train_batches(
+        global_batch=plan.capacity if plan else config.batch_size, seed=config.seed,
+        start_step=start_step, process_index=jax.process_index(),
+        process_count=jax.process_count(), balance=config.data.balance,
+        sampling_rate=plan.sampling_rate if plan else 0.0)
     batches = runner.device_batches(stack_batches(local_batches, iter(chunks)))
     evaluate = None
     if family.make_eval_step is not None and config.eval_every:
@@ -233,6 +257,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         preempted = preemption.reached(call_index)
         if crossed(config.checkpoint_every, before, step) or last or preempted:
           logger.flush()  # Never save a state whose metrics were not checked finite.
+          if plan is not None:
+            spent = dp.epsilon_spent(plan, step)
+            writer.write_scalars(step, {"privacy/epsilon": spent})
+            logger.last_scalars["privacy/epsilon"] = spent
+            logging.info("step %d: privacy spent epsilon=%.3f at delta=%g.", step, spent,
+                         plan.delta)
           checkpointer.save(step, runner.to_canonical(state), meta)
         if preempted:
           logging.warning("SIGTERM received: saved step %d to %s; rerun to resume.", step,

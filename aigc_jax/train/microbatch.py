@@ -33,7 +33,7 @@ def num_microbatches(config: ml_collections.ConfigDict, batch: int) -> int:
   return k
 
 
-def _split(x: jax.Array, k: int) -> jax.Array:
+def split(x: jax.Array, k: int) -> jax.Array:
   """(B, ...) -> (k, B/k, ...), microbatch j = rows j, j+k, j+2k, ...
 
   Strided rather than contiguous, so that every microbatch keeps rows on every device
@@ -61,7 +61,7 @@ def value_and_grad(loss_fn: LossFn, params: Any, examples: Any, k: int
     return jax.tree.map(jnp.add, grad_sum, grads), (loss, aux)
 
   zeros = jax.tree.map(jnp.zeros_like, params)
-  micros = (jnp.arange(k), jax.tree.map(lambda x: _split(x, k), examples))
+  micros = (jnp.arange(k), jax.tree.map(lambda x: split(x, k), examples))
   grad_sum, (losses, aux) = jax.lax.scan(accumulate, zeros, micros, unroll=True)
   mean = lambda x: jnp.mean(x, axis=0)
   return (mean(losses), jax.tree.map(mean, aux)), jax.tree.map(lambda g: g / k, grad_sum)

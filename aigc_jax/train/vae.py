@@ -12,7 +12,7 @@ from aigc_jax.data.images import ImageSpec
 from aigc_jax.errors import InvalidInputError
 from aigc_jax.losses.vae import binarize, get_likelihood, neg_elbo_terms
 from aigc_jax.models.vae import VAE, ClassPrior, ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
-from aigc_jax.train import microbatch
+from aigc_jax.train import dp, microbatch
 from aigc_jax.train.batch_axis import batch_axis, batch_mean, per_example
 from aigc_jax.train.family import Family, balanced_labels
 from aigc_jax.train.precision import with_compute_dtype
@@ -66,9 +66,11 @@ def make_train_step(config: ml_collections.ConfigDict, spec: ImageSpec):
   model = with_compute_dtype(build_model(config, spec), config)  # Evaluation stays float32.
   tx = optax.adam(config.optimizer.learning_rate)
   axis = batch_axis(config)
+  private = dp.is_private(config)
 
   def train_step(state: VAEState, batch, rng):
-    latent_rng, noise_rng = step_streams(rng, state.step, "latent", "noise")
+    latent_rng, noise_rng, dp_rng = step_streams(rng, state.step, "latent", "noise",
+                                                       "dp_noise")
     images = _inputs(config, batch, noise_rng, axis)
     eps = per_example(jax.random.normal, latent_rng,
                       (images.shape[0], config.model.latent_dim), axis)
@@ -86,13 +88,19 @@ def make_train_step(config: ml_collections.ConfigDict, spec: ImageSpec):
 
     examples = {"images": images, "labels": _labels(config, batch), "eps": eps,
                 "weights": batch.get("weight")}
-    (loss, means), grads = microbatch.value_and_grad(
-        objective, state.params, examples, microbatch.num_microbatches(config, len(images)))
-    grads = batch_mean(grads, axis)
+    k = microbatch.num_microbatches(config, len(images))
+    extra = {}
+    if private:  # DP-SGD: clipped per-example gradients and noise (dp.py).
+      (loss, means), grads, extra["clipped_share"] = dp.private_gradient(
+          objective, state.params, examples, batch["mask"], dp_rng, microbatches=k,
+          axis=axis, **dp.step_settings(config))
+    else:
+      (loss, means), grads = microbatch.value_and_grad(objective, state.params, examples, k)
+      grads = batch_mean(grads, axis)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {"loss": loss, **means, "beta": beta, "grad_norm": optax.tree.norm(grads),
-               "param_norm": optax.tree.norm(params)}
+               "param_norm": optax.tree.norm(params), **extra}
     return (state.replace(step=state.step + 1, params=params, opt_state=opt_state),
             batch_mean(metrics, axis))
 

@@ -3,14 +3,15 @@
   python -m experiments.train --config=experiments/configs/cgan.py:mnist --workdir=runs/cgan
   python -m experiments.sample --workdir=runs/cgan --label=7 --num_samples=64 --output=s.npy
 Variants: mnist (default), fashion_mnist, cifar10 and tiny use the DCGAN backbone of
-dcgan.py; mlp_mnist uses the MLP GAN backbone of mlp_gan.py. Every GAN option applies.
+dcgan.py; mlp_mnist uses the MLP GAN backbone of mlp_gan.py; mnist_dp is mnist sized for
+private training (--config.dp.epsilon=E; docs/privacy.md). Every GAN option applies.
 """
 
 from ml_collections import ConfigDict
 
 from experiments.configs import common, dcgan, mlp_gan
 
-VARIANTS = ("mnist", "fashion_mnist", "cifar10", "tiny", "mlp_mnist")
+VARIANTS = ("mnist", "fashion_mnist", "cifar10", "tiny", "mlp_mnist", "mnist_dp")
 
 
 def get_config(variant: str = "mnist") -> ConfigDict:
@@ -19,4 +20,19 @@ def get_config(variant: str = "mnist") -> ConfigDict:
     config = mlp_gan.get_config("mnist")
     config.model.conditional = True
     return config
+  if variant == "mnist_dp":
+    return private_cgan(dcgan.get_config("mnist", conditional=True))
   return dcgan.get_config(variant, conditional=True)
+
+
+def private_cgan(config: ConfigDict) -> ConfigDict:
+  """The mnist recipe sized for private training (docs/privacy.md; run with
+  --config.dp.epsilon=E): half of D's widths, batch 128, 2,000 steps, G averaged from step
+  1,000. Only D is trained privately, and its per-example gradients cost a step 2.5x."""
+  config.model.d_widths = (32, 64)
+  config.batch_size = 128
+  config.grad_accum_steps = 4
+  config.num_steps = 2000
+  config.ema_start = 1000
+  config.sample_every = config.checkpoint_every = 500
+  return config
