@@ -15,7 +15,7 @@ import os
 
 from absl import app, flags, logging
 
-from aigc_jax.metrics.privacy_audit import AuditOptions, audit_run
+from aigc_jax.metrics.privacy_audit import AuditOptions, audit_run, draw_roc
 from aigc_jax.train.restore import restore_run
 from experiments import cli
 
@@ -37,19 +37,12 @@ flags.mark_flags_as_required(["workdir"])
 
 
 def plot_roc(audit: dict, title: str, path: str) -> None:
-  """Every attack's ROC curve on log-log axes, where low false-positive rates show."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   fig, ax = plt.subplots(figsize=(4.5, 4.5))
-  for name, report in audit["attacks"].items():
-    ax.plot(report["roc"]["fpr"], report["roc"]["tpr"],
-            label=f"{name} (AUC {report['roc_auc']:.3f})")
-  floor = 1.0 / max(report["num_nonmembers"] for report in audit["attacks"].values())
-  ax.plot([floor, 1], [floor, 1], "k:", label="chance")
-  ax.set(xscale="log", yscale="log", xlim=(floor, 1), ylim=(floor, 1),
-         xlabel="false-positive rate", ylabel="true-positive rate", title=title)
-  ax.legend(fontsize=7)
+  draw_roc(ax, audit, title)
+  ax.set_ylabel("true-positive rate")
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)

@@ -23,6 +23,7 @@ import os
 from absl import app, flags
 
 from aigc_jax.metrics.compare_runs import load_reports
+from aigc_jax.metrics.privacy_audit import draw_roc
 from experiments import cli
 from experiments.study_report import markdown_table
 
@@ -117,13 +118,7 @@ def plot_roc(audits: dict[str, dict], path: str) -> None:
   rows = -(-len(audits) // columns)
   fig, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 3.4 * rows), squeeze=False)
   for ax, (name, audit) in zip(axes.flat, audits.items()):
-    floor = 1.0 / max(r["num_nonmembers"] for r in audit["attacks"].values())
-    for attack, r in audit["attacks"].items():
-      ax.plot(r["roc"]["fpr"], r["roc"]["tpr"], label=f"{attack} {r['roc_auc']:.2f}")
-    ax.plot([floor, 1], [floor, 1], "k:")
-    ax.set(xscale="log", yscale="log", xlim=(floor, 1), ylim=(floor, 1), title=name,
-           xlabel="false-positive rate")
-    ax.legend(fontsize=7, loc="lower right")
+    draw_roc(ax, audit, name)
   for ax in axes[:, 0]:
     ax.set_ylabel("true-positive rate")
   for ax in axes.flat[len(audits):]:

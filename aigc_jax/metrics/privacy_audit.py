@@ -164,3 +164,16 @@ def audit_summary(audit: dict) -> dict:
   """The audit without its ROC curves: what an evaluation report carries."""
   return {**audit, "attacks": {name: {k: v for k, v in report.items() if k != "roc"}
                                for name, report in audit["attacks"].items()}}
+
+
+def draw_roc(ax, audit: dict, title: str) -> None:
+  """Every attack's ROC curve of `audit` on log-log axes (where the low false-positive
+  rates an attacker relies on show), the chance diagonal dotted."""
+  floor = 1.0 / max(report["num_nonmembers"] for report in audit["attacks"].values())
+  for name, report in audit["attacks"].items():
+    ax.plot(report["roc"]["fpr"], report["roc"]["tpr"],
+            label=f"{name} (AUC {report['roc_auc']:.2f})")
+  ax.plot([floor, 1], [floor, 1], "k:")
+  ax.set(xscale="log", yscale="log", xlim=(floor, 1), ylim=(floor, 1), title=title,
+         xlabel="false-positive rate")
+  ax.legend(fontsize=7, loc="lower right")
