@@ -15,7 +15,7 @@ import os
 
 from absl import app, flags, logging
 
-from aigc_jax.metrics.privacy_audit import AuditOptions, audit_run, draw_roc
+from aigc_jax.metrics.privacy_audit import AuditOptions, audit_run, save_roc_figure
 from aigc_jax.train.restore import restore_run
 from experiments import cli
 
@@ -36,18 +36,6 @@ _BOOTSTRAP = flags.DEFINE_integer("bootstrap", _DEFAULTS.bootstrap,
 flags.mark_flags_as_required(["workdir"])
 
 
-def plot_roc(audit: dict, title: str, path: str) -> None:
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  fig, ax = plt.subplots(figsize=(4.5, 4.5))
-  draw_roc(ax, audit, title)
-  ax.set_ylabel("true-positive rate")
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -62,8 +50,8 @@ def main(argv):
   stem = os.path.join(folder, f"audit_step_{run.step}")
   with open(stem + ".json", "w") as f:
     json.dump(audit, f, indent=2)
-  plot_roc(audit, os.path.basename(os.path.normpath(_WORKDIR.value)),
-           os.path.join(folder, f"roc_step_{run.step}.png"))
+  save_roc_figure({os.path.basename(os.path.normpath(_WORKDIR.value)): audit},
+                  os.path.join(folder, f"roc_step_{run.step}.png"))
   print(f"members: {audit['members']}\nnon-members: {audit['nonmembers']}")
   for name, report in audit["attacks"].items():
     low, high = report["roc_auc_ci95"]

@@ -23,7 +23,7 @@ import os
 from absl import app, flags
 
 from aigc_jax.metrics.compare_runs import load_reports
-from aigc_jax.metrics.privacy_audit import draw_roc
+from aigc_jax.metrics.privacy_audit import save_roc_figure
 from experiments import cli
 from experiments.study_report import markdown_table
 
@@ -109,25 +109,6 @@ def plot_privacy_utility(rows: list[dict], path: str) -> None:
   plt.close(fig)
 
 
-def plot_roc(audits: dict[str, dict], path: str) -> None:
-  """Every audited run's attacks on log-log ROC axes, one panel per run."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  columns = min(3, len(audits))
-  rows = -(-len(audits) // columns)
-  fig, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 3.4 * rows), squeeze=False)
-  for ax, (name, audit) in zip(axes.flat, audits.items()):
-    draw_roc(ax, audit, name)
-  for ax in axes[:, 0]:
-    ax.set_ylabel("true-positive rate")
-  for ax in axes.flat[len(audits):]:
-    ax.axis("off")
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -145,7 +126,7 @@ def main(argv):
             for row in leakage_rows(run, audit)]
     with open(os.path.join(out, "leakage.md"), "w") as f:
       f.write(markdown_table(rows, LEAKAGE_COLUMNS))
-    plot_roc(audits, os.path.join(out, "roc.png"))
+    save_roc_figure(audits, os.path.join(out, "roc.png"))
     print(markdown_table(rows, LEAKAGE_COLUMNS))
 
 

@@ -157,6 +157,11 @@ def test_vae_run_logs_held_out_elbo_and_evaluates(image_folder, tmp_path):
   scores = per_example_neg_elbo(run, data, batch_size=4)  # The outlier score.
   assert scores.shape == (10,) and np.all(np.isfinite(scores)) and np.all(scores > 0)
   np.testing.assert_array_equal(scores, per_example_neg_elbo(run, data, batch_size=4))
+  # The ten images are equal, so their scores differ only by the posterior draws, and an
+  # average over 16 draws spreads about a quarter as much.
+  averaged = per_example_neg_elbo(run, data, batch_size=4, draws=16)
+  assert np.std(averaged) < 0.5 * np.std(scores)
+  assert abs(np.mean(averaged) - np.mean(scores)) < 3 * np.std(scores) / np.sqrt(10)
   with pytest.raises(ValueError, match="train a VAE on this dataset"):
     per_example_neg_elbo(run, ImageData(np.zeros((4, 4, 4, 1), np.uint8), np.zeros(4, np.int32), 2))
   paths = save_vae_figures(run, ImageData(np.zeros((32, 8, 8, 1), np.uint8),

@@ -31,8 +31,7 @@ def neg_elbo_scores(run: RestoredRun, data: ImageData, draws: int = 4, seed: int
                     ) -> np.ndarray:
   """(N,) minus the -ELBO averaged over `draws` posterior samples (fewer sampling
   fluctuations than one draw, so the score ranks the model's fit, not its noise)."""
-  return -np.mean([per_example_neg_elbo(run, data, seed=seed + i) for i in range(draws)],
-                  axis=0)
+  return -per_example_neg_elbo(run, data, seed=seed, draws=draws)
 
 
 def discriminator_scores(run: RestoredRun, data: ImageData, batch_size: int = 500

@@ -166,7 +166,7 @@ def audit_summary(audit: dict) -> dict:
                                for name, report in audit["attacks"].items()}}
 
 
-def draw_roc(ax, audit: dict, title: str) -> None:
+def _draw_roc(ax, audit: dict, title: str) -> None:
   """Every attack's ROC curve of `audit` on log-log axes (where the low false-positive
   rates an attacker relies on show), the chance diagonal dotted."""
   floor = 1.0 / max(report["num_nonmembers"] for report in audit["attacks"].values())
@@ -177,3 +177,22 @@ def draw_roc(ax, audit: dict, title: str) -> None:
   ax.set(xscale="log", yscale="log", xlim=(floor, 1), ylim=(floor, 1), title=title,
          xlabel="false-positive rate")
   ax.legend(fontsize=7, loc="lower right")
+
+
+def save_roc_figure(audits: dict[str, dict], path: str) -> None:
+  """One ROC panel per audit (titled by its key), three to a row, saved as `path`."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  columns = min(3, len(audits))
+  rows = -(-len(audits) // columns)
+  fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.6 * rows), squeeze=False)
+  for ax, (name, audit) in zip(axes.flat, audits.items()):
+    _draw_roc(ax, audit, name)
+  for ax in axes[:, 0]:
+    ax.set_ylabel("true-positive rate")
+  for ax in axes.flat[len(audits):]:
+    ax.axis("off")
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from aigc_jax.data.images import ImageData
@@ -14,9 +15,10 @@ from aigc_jax.train.restore import RestoredRun
 
 
 def per_example_neg_elbo(run: RestoredRun, data: ImageData, batch_size: int = 500,
-                         seed: int = 0) -> np.ndarray:
-  """(N,) -ELBO in nats of each example (one posterior sample), on the pixels as stored:
-  a binarising model sees grey levels here, which still ranks examples by plausibility."""
+                         seed: int = 0, draws: int = 1) -> np.ndarray:
+  """(N,) -ELBO in nats of each example, averaged over `draws` posterior samples, on the
+  pixels as stored: a binarising model sees grey levels here, which still ranks examples
+  by plausibility."""
   if run.config.family != "vae":
     raise InvalidInputError(f"The ELBO outlier score needs a VAE run; this one is "
                             f"'{run.config.family}'.")
@@ -27,9 +29,11 @@ def per_example_neg_elbo(run: RestoredRun, data: ImageData, batch_size: int = 50
 
   def batch_neg_elbo(state, batch, rng):
     images = batch["image"]
-    eps = jax.random.normal(rng, (images.shape[0], config.model.latent_dim))
+    eps = jax.random.normal(rng, (draws, images.shape[0], config.model.latent_dim))
     labels = batch["label"] if config.model.conditional else None
-    return neg_elbo(model, state.params, images, labels, eps, config.likelihood)
+    per_draw = jax.vmap(lambda e: neg_elbo(model, state.params, images, labels, e,
+                                           config.likelihood))(eps)
+    return jnp.mean(per_draw, axis=0)
 
   return per_example_values(batch_neg_elbo, run.state, data, batch_size=batch_size,
                             mesh=sharding.make_mesh(), rng=jax.random.key(seed))
