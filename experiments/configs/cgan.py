@@ -34,5 +34,6 @@ def private_cgan(config: ConfigDict) -> ConfigDict:
   config.grad_accum_steps = 4
   config.num_steps = 2000
   config.ema_start = 1000
+  config.optimizer.decay_start = -1  # Measured with constant learning rates.
   config.sample_every = config.checkpoint_every = 500
   return config

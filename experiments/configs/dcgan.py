@@ -6,8 +6,9 @@ Variants:
   16x16x64 -> 32x32x3, D 64-128-256, batch 128, EMA from step 0).
 - mnist (default), fashion_mnist: the 28x28 recipe measured in docs/gan.md
   (`digits_recipe`): half the seed's widths (G 7x7x128 -> 14x14x64 -> 28x28x1, D 64-128),
-  spectral norm in D and the hinge loss, batch 64, 8,000 steps, G averaged from step
-  4,000, class-conditional BatchNorm in a conditional G. It trains in about 18 minutes on
+  spectral norm in D and the hinge loss, batch 64, 8,000 steps, learning rates falling
+  linearly to 0 and G averaged from step 4,000, class-conditional BatchNorm in a
+  conditional G. It trains in about 18 minutes on
   a 2-core CPU.
 - tiny: tests.
 Losses, regularisers and DiffAugment: see common.gan_options and docs/gan.md, e.g.
@@ -61,7 +62,9 @@ def digits_recipe(config: ConfigDict) -> ConfigDict:
   15.3 and 14.4 at two seeds after 2,000 steps, and 20-30 % more steps/s), and the steps a
   CPU budget buys (the half-width G runs 1.4x the steps/s of the seed's widths; quarter
   widths lost quality). Class-conditional BatchNorm moved the numbers by less than one
-  seed's noise and is kept for its class accuracy.
+  seed's noise and is kept for its class accuracy. Learning rates falling linearly to 0
+  over the second half took the 8,000-step cGAN from FID 6.70 to 5.65 (seed 0); from
+  step 1,000 of a 2,000-step run the same decay hurt, while G still improved fast.
   """
   config.model.g_widths = (128, 64)
   config.model.d_widths = (64, 128)
@@ -72,4 +75,5 @@ def digits_recipe(config: ConfigDict) -> ConfigDict:
   config.num_steps = 8_000  # 8.5 epochs of 60,000 images at batch 64.
   config.sample_every = config.checkpoint_every = 1_000
   config.ema_start = 4_000
+  config.optimizer.decay_start = 4_000
   return config
