@@ -12,7 +12,8 @@ from aigc_jax.data.sources import config_split
 from aigc_jax.data.training_split import MEMBERS_FILE, prepared_split
 from aigc_jax.metrics.membership import roc_auc, roc_curve
 from aigc_jax.metrics.membership_attacks import line_windows, nearest_sample_scores, neg_elbo_scores
-from aigc_jax.metrics.privacy_audit import AuditOptions, audit_run, image_candidates
+from aigc_jax.metrics.privacy_audit import (AuditOptions, audit_run, image_candidates,
+                                            save_roc_figure)
 from aigc_jax.train.loop import train_and_evaluate
 from aigc_jax.train.restore import restore_run
 from experiments.configs import vae
@@ -89,6 +90,9 @@ def test_audit_of_a_memorising_vae_attacks_its_saved_members(memorising_vae):
   assert audit["attacks"]["neg_elbo"]["roc_auc"] > 0.8  # Chance: 0.5, standard error 0.08.
   assert set(audit["attacks"]) == {"neg_elbo", "nearest_sample"}
   json.dumps(audit)  # What experiments.audit_privacy writes.
+  figure = os.path.join(workdir, "roc.png")
+  save_roc_figure({"a": audit, "b": audit}, figure)  # Two panels, as the study draws them.
+  assert os.path.getsize(figure) > 0
 
 
 def test_examples_the_vae_never_saw_score_at_chance(memorising_vae):
