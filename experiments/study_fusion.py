@@ -28,6 +28,7 @@ from absl import app, flags, logging
 
 from aigc_jax.metrics.compare_runs import flatten
 from aigc_jax.metrics.run_evaluation import EvalOptions, evaluate_samples
+from aigc_jax.plotting import pyplot
 from aigc_jax.quality.fusion import FusionOptions, draw_fused
 from aigc_jax.quality.judges import judges_for_run
 from aigc_jax.train.restore import requested_labels, restore_run
@@ -116,10 +117,7 @@ def seed_effects(rows: list[dict], num_seeds: int) -> str:
 
 def save_plot(path: str, rows: list[dict]) -> None:
   """Left: the two hallucination rates per row; right: precision against recall."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
+  plt = pyplot()
   fig, (bars, scatter) = plt.subplots(1, 2, figsize=(13, 4.5))
   positions = np.arange(len(rows))
   for offset, metric in ((-0.2, "unassignable"), (0.2, "off_manifold")):

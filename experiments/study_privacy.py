@@ -24,6 +24,7 @@ from absl import app, flags
 
 from aigc_jax.metrics.compare_runs import load_reports
 from aigc_jax.metrics.privacy_audit import save_roc_figure
+from aigc_jax.plotting import pyplot
 from experiments import cli
 from experiments.study_report import markdown_table
 
@@ -89,9 +90,7 @@ def leakage_rows(run_dir: str, audit: dict) -> list[dict]:
 
 def plot_privacy_utility(rows: list[dict], path: str) -> None:
   """Utility against epsilon per family; the non-private run drawn at the right edge."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = pyplot()
   panels = [("vae", "neg_elbo", "test -ELBO (nats)"), ("gan", "fid", "FID"),
             ("vae", "class_accuracy", "cVAE class accuracy"),
             ("gan", "class_accuracy", "cGAN class accuracy")]

@@ -17,6 +17,7 @@ import re
 import numpy as np
 
 from aigc_jax.errors import MissingInputError
+from aigc_jax.plotting import pyplot
 
 # Bookkeeping, not results: left out of tables and plots.
 _SKIP = re.compile(r"(^|\.)(step|eval_seconds|num_\w+|k_nearest|confidence_threshold|"
@@ -79,9 +80,7 @@ def markdown_table(runs: dict[str, list[dict]]) -> str:
 
 def save_plots(runs: dict[str, list[dict]], stem: str) -> list[str]:
   """STEM_metrics.png (metric vs step) and STEM_precision_recall.png; returns the paths."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = pyplot()
 
   written = []
   present = [k for k in PLOTTED if any(k in r for rs in runs.values() for r in rs)]
@@ -122,9 +121,7 @@ PER_CLASS_RATIO = "samples.per_class.representation_ratio"
 
 def save_per_class_plot(latest: dict[str, dict], path: str) -> str:
   """Each run's representation ratio and recall by class (metrics/class_report.py)."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = pyplot()
 
   fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
   for ax, key, title in ((axes[0], PER_CLASS_RATIO, "representation ratio (1 = as in data)"),

@@ -23,6 +23,7 @@ from aigc_jax.errors import InvalidInputError, MissingInputError
 from aigc_jax.metrics.membership import attack_report, balanced_sets, roc_curve
 from aigc_jax.metrics.membership_attacks import (discriminator_scores, line_loss_scores,
                                                  nearest_sample_scores, neg_elbo_scores)
+from aigc_jax.plotting import pyplot
 from aigc_jax.train.family import balanced_labels, is_conditional
 from aigc_jax.train.restore import RestoredRun, generate_images
 
@@ -181,9 +182,7 @@ def _draw_roc(ax, audit: dict, title: str) -> None:
 
 def save_roc_figure(audits: dict[str, dict], path: str) -> None:
   """One ROC panel per audit (titled by its key), three to a row, saved as `path`."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = pyplot()
   columns = min(3, len(audits))
   rows = -(-len(audits) // columns)
   fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.6 * rows), squeeze=False)
