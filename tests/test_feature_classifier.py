@@ -3,6 +3,7 @@
 import json
 import os
 
+import jax
 import numpy as np
 import pytest
 
@@ -37,6 +38,18 @@ def test_trains_saves_and_reloads_the_same_features(tmp_path):
     json.dump(card, f)
   with pytest.raises(ValueError, match="corrupt"):
     fc.load(str(tmp_path), 2, (8, 8, 1))
+
+
+def test_reloads_onto_this_machines_first_device_wherever_it_was_saved_from(tmp_path):
+  """A network saved from another device (here CPU 3 of 4; in use, a CPU-trained network
+  on a GPU machine) loads onto the default device instead of asking for the saver's."""
+  settings = fc.ClassifierSettings(widths=(4, 8), features=16, epochs=1, batch_size=32)
+  model, params = fc.train_classifier(two_class_data(), settings, log=lambda _: None)
+  elsewhere = jax.device_put(params, jax.devices()[-1])
+  fc.save(str(tmp_path), elsewhere, {"dataset": "two_class", "settings": {**settings.__dict__},
+                                     "fingerprint": fc.fingerprint(params)})
+  _, loaded, _ = fc.load(str(tmp_path), 2, (8, 8, 1))
+  assert {d for leaf in jax.tree.leaves(loaded) for d in leaf.devices()} == {jax.devices()[0]}
 
 
 def test_colour_images_get_the_batchnorm_network_and_it_saves_its_statistics(tmp_path):

@@ -32,6 +32,7 @@ import orbax.checkpoint as ocp
 from aigc_jax.data.images import ImageData
 from aigc_jax.errors import InvalidInputError, MissingInputError
 from aigc_jax.metrics.feature_networks import ColourClassifier, ConvClassifier
+from aigc_jax.train.checkpoint import with_shardings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,7 +220,11 @@ def load(directory: str, num_classes: int, image_shape) -> tuple[nn.Module, dict
     card = json.load(f)
   settings = ClassifierSettings(**{**card["settings"], "widths": tuple(card["settings"]["widths"])})
   model = build(settings, num_classes)
-  abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, *image_shape))))
+  # Placed on this process's first device: left to itself, Orbax restores onto the devices
+  # the network was saved from, and a network trained on CPU would not load on a GPU.
+  abstract = with_shardings(
+      jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, *image_shape)))),
+      jax.sharding.SingleDeviceSharding(jax.devices()[0]))
   with ocp.StandardCheckpointer() as checkpointer:
     variables = {collection: checkpointer.restore(os.path.join(directory, collection), tree)
                  for collection, tree in abstract.items()}
