@@ -1,15 +1,19 @@
 """The dirty-data study: how corruption moves generation metrics, and what cleaning wins back.
 
   python -m experiments.study_dirty_data --workdir=runs/study [--variant=quick|default]
-For each corruption rate r (spread evenly over --kinds) and each model (conditional MLP GAN
-and conditional VAE on MNIST; the character GPT on Tiny Shakespeare with --text_kinds):
-train on the dirty split, run experiments.clean_data on it (images: with the dirty VAE's
-ELBO as an outlier score), train again without the excluded ids, and evaluate both with
-experiments.evaluate. Then generate-filter-retrain: a classifier on
---augment_real labelled images, with and without the clean cGAN's samples, filtered or not.
+For each case -- a corruption rate spread evenly over --kinds, and --mix, a mix of kinds
+the detectors were not tuned on -- and each model (the recipes of cgan.py:mnist and
+vae.py:cvae_mnist on MNIST; the character GPT on Tiny Shakespeare with --text_kinds): train
+on the dirty split at every --seeds, run experiments.clean_data on it once (images: with
+the first seed's dirty VAE's ELBO as an outlier score), train again without the excluded
+ids at every seed, and evaluate every run with experiments.evaluate. The dirty split is
+the same for every seed (data.corrupt_seed stays 0), so the seeds measure training noise.
+Then generate-filter-retrain: a classifier on --augment_real labelled images, with and
+without the clean cGAN's samples, filtered or not.
 Every step is the ordinary CLI run as a subprocess (listed in WORKDIR/commands.sh); a step
 whose output exists is skipped, so a killed study resumes where it stopped.
-Writes WORKDIR/study.csv, study.md, study.png and augmentation.json.
+Writes WORKDIR/study.csv (one row per run), study.md (mean and range over the seeds, and
+the share of the damage that cleaning wins back), study.png and augmentation.json.
 """
 
 import json
@@ -22,32 +26,42 @@ import time
 import numpy as np
 from absl import app, flags, logging
 
+from aigc_jax.data.corrupt import parse_spec
 from aigc_jax.data.sources import load_split
 from aigc_jax.quality.augmentation import augmentation_accuracies, balanced_subset
 from aigc_jax.train.restore import generate_images, restore_run
 from experiments import cli
-from experiments.study_report import (corruption_spec, markdown_table, save_plots, study_row,
-                                      write_csv)
+from experiments.study_report import (corruption_spec, save_plots, study_row, summarise,
+                                      summary_table, won_back, won_back_table, write_csv)
 
+# Budgets on the 2-core CPU; docs/data_quality.md gives the wall time of each. The cGAN is
+# the cgan.py:mnist recipe at a quarter of its steps, with the average of G and the constant
+# rates that docs/gan.md measured best at that length (its row H); the cVAE its full recipe.
 VARIANTS = {
-    # Budgets on the 2-core CPU: default about an hour, quick a few minutes.
-    "default": {"rates": (0.0, 0.1, 0.2, 0.4), "steps": {"cgan": 3000, "cvae": 3000,
+    "default": {"rates": (0.0, 0.1, 0.2, 0.4), "steps": {"cgan": 2000, "cvae": 9380,
                 "char_gpt": 1000}, "num_samples": 10_000, "cv_folds": 4, "cv_epochs": 2,
-                "augment_samples": 10_000},
-    "quick": {"rates": (0.0, 0.4), "steps": {"cgan": 400, "cvae": 400, "char_gpt": 150},
-              "num_samples": 2000, "cv_folds": 2, "cv_epochs": 1, "augment_samples": 2000},
+                "augment_samples": 10_000, "cgan_ema": (1000, 0.99)},
+    "quick": {"rates": (0.0, 0.4), "steps": {"cgan": 200, "cvae": 400, "char_gpt": 150},
+              "num_samples": 2000, "cv_folds": 2, "cv_epochs": 1, "augment_samples": 2000,
+              "cgan_ema": (100, 0.99)},
 }
 # Models per data kind, and the cleaning config of that data.
-MODELS = {"images": {"cgan": "experiments/configs/cgan.py:mlp_mnist",
-                     "cvae": "experiments/configs/vae.py:cvae_mnist"},
+MODELS = {"images": {"cvae": "experiments/configs/vae.py:cvae_mnist",
+                     "cgan": "experiments/configs/cgan.py:mnist"},
           "text": {"char_gpt": "experiments/configs/char_gpt.py:cpu"}}
 CLEAN_CONFIGS = {"images": "experiments/configs/clean.py:mnist",
                  "text": "experiments/configs/clean.py:shakespeare"}
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Study folder.")
 _VARIANT = flags.DEFINE_enum("variant", "default", list(VARIANTS), "Budget.")
+_RATES = flags.DEFINE_list("rates", None, "Corruption rates; default the variant's.")
+_SEEDS = flags.DEFINE_list("seeds", ["0", "1"], "Training seeds of every cell.")
 _KINDS = flags.DEFINE_list("kinds", ["symmetric_labels", "out_of_distribution", "pixel_noise"],
-                           "Corruption kinds; rate r puts r / len(kinds) of the split in each.")
+                           "Image corruption kinds; rate r puts r / len(kinds) of the split in "
+                           "each (empty: no even image cases).")
+_MIX = flags.DEFINE_string("mix", "class_labels=0.3,blur=0.05,occlusion=0.05",
+                           "Images: a data.corrupt spec the detectors were not tuned on, run "
+                           "as one more case (empty: none).")
 _TEXT_KINDS = flags.DEFINE_list("text_kinds", ["garbage_lines", "boilerplate", "char_noise"],
                                 "Text corruption kinds for the character GPT (empty: no text).")
 _OOD_SOURCE = flags.DEFINE_string("ood_source", "fashion_mnist", "out_of_distribution images.")
@@ -81,41 +95,69 @@ def latest_eval(run_dir: str) -> dict:
     return json.load(f)
 
 
-def run_rate(rate: float, data_kind: str, kinds: list[str], budget: dict, root: str,
+def model_flags(model: str, budget: dict) -> list[str]:
+  steps = budget["steps"][model]
+  flags_ = [f"--config.num_steps={steps}", f"--config.checkpoint_every={steps}",
+            f"--config.sample_every={steps}", "--config.eval_every=0"]
+  if model == "cgan":
+    ema_start, ema_decay = budget["cgan_ema"]
+    flags_ += [f"--config.ema_start={ema_start}", f"--config.ema_decay={ema_decay}",
+               "--config.optimizer.decay_start=-1"]
+  return flags_
+
+
+def run_case(case: str, rate: float, spec: str, data_kind: str, budget: dict, root: str,
              commands: str) -> list[dict]:
-  """Dirty runs, cleaning, cleaned runs and their evaluations at one corruption rate."""
-  data_flags = [f"--config.data.corrupt={corruption_spec(rate, kinds)}"]
+  """Dirty runs at every seed, one cleaning, cleaned runs at every seed, and their
+  evaluations, for one corruption spec."""
+  data_flags = [f"--config.data.corrupt={spec}"]
   if data_kind == "images":
     data_flags.append(f"--config.data.ood_source={_OOD_SOURCE.value}")
-  folder = os.path.join(root, f"{data_kind}_rate_{rate:g}")
+  folder = os.path.join(root, f"{data_kind}_{case}" if case == "mix" else
+                        f"{data_kind}_rate_{rate:g}")
   clean_dir = os.path.join(folder, "clean")
   arms = {"dirty": [], "cleaned": [f"--config.data.exclude={clean_dir}/exclude.npy"]}
+  seeds = [int(seed) for seed in _SEEDS.value]
   for arm, exclude_flags in arms.items():
     if arm == "cleaned":
       clean_flags = [f"--config.cv_folds={budget['cv_folds']}",
                      f"--config.cv_epochs={budget['cv_epochs']}",
-                     f"--vae_workdir={folder}/cvae_dirty"] if data_kind == "images" else []
+                     f"--vae_workdir={folder}/cvae_dirty_seed{seeds[0]}"
+                     ] if data_kind == "images" else []
       run_step(["experiments.clean_data", f"--config={CLEAN_CONFIGS[data_kind]}",
                 f"--workdir={clean_dir}", *data_flags, *clean_flags],
                os.path.join(clean_dir, "report.json"), commands)
-    for model, config in MODELS[data_kind].items():
-      run_dir, steps = os.path.join(folder, f"{model}_{arm}"), budget["steps"][model]
-      run_step(["experiments.train", f"--config={config}", f"--workdir={run_dir}", *data_flags,
-                *exclude_flags, f"--config.num_steps={steps}", f"--config.checkpoint_every={steps}",
-                f"--config.sample_every={steps}", "--config.eval_every=0"],
-               os.path.join(run_dir, "checkpoints", str(steps)), commands)
-      run_step(["experiments.evaluate", f"--workdir={run_dir}",
-                f"--num_samples={budget['num_samples']}", "--iwae_k=1", "--num_examples=1000",
-                f"--classifier_dir={_CLASSIFIER_DIR.value}"],
-               os.path.join(run_dir, "eval", f"step_{steps}.json"), commands)
+    for seed in seeds:
+      for model, config in MODELS[data_kind].items():
+        run_dir = os.path.join(folder, f"{model}_{arm}_seed{seed}")
+        steps = budget["steps"][model]
+        run_step(["experiments.train", f"--config={config}", f"--workdir={run_dir}",
+                  *data_flags, *exclude_flags, *model_flags(model, budget),
+                  f"--config.seed={seed}"],
+                 os.path.join(run_dir, "checkpoints", str(steps)), commands)
+        run_step(["experiments.evaluate", f"--workdir={run_dir}",
+                  f"--num_samples={budget['num_samples']}", "--iwae_k=1", "--num_examples=1000",
+                  f"--classifier_dir={_CLASSIFIER_DIR.value}"],
+                 os.path.join(run_dir, "eval", f"step_{steps}.json"), commands)
   with open(os.path.join(clean_dir, "report.json")) as f:
     cleaning = json.load(f)
-  rows = []
-  for arm in arms:
-    kept = cleaning["num_items"] - (cleaning["exclude_count"] if arm == "cleaned" else 0)
-    rows += [study_row(model, rate, arm, kept, latest_eval(os.path.join(folder, f"{model}_{arm}")))
-             for model in MODELS[data_kind]]
-  return rows
+  return [study_row(model, "mix" if case == "mix" else "even", rate, arm, seed,
+                    cleaning["num_items"] - (cleaning["exclude_count"] if arm == "cleaned" else 0),
+                    latest_eval(os.path.join(folder, f"{model}_{arm}_seed{seed}")))
+          for arm in arms for seed in seeds for model in MODELS[data_kind]]
+
+
+def study_cases(budget: dict) -> list[tuple[str, str, float, str]]:
+  """(data kind, case, total rate, data.corrupt spec) in the order they run: the even
+  rates of images, the image mix, then the even rates of text."""
+  rates = [float(r) for r in _RATES.value] if _RATES.value else budget["rates"]
+  cases = [("images", "even", r, corruption_spec(r, _KINDS.value)) for r in rates
+           if _KINDS.value]
+  if _MIX.value:
+    cases.append(("images", "mix", sum(rate for _, rate in parse_spec(_MIX.value)), _MIX.value))
+  if _TEXT_KINDS.value:
+    cases += [("text", "even", r, corruption_spec(r, _TEXT_KINDS.value)) for r in rates]
+  return cases
 
 
 def main(argv):
@@ -126,21 +168,26 @@ def main(argv):
   os.makedirs(root, exist_ok=True)
   commands = os.path.join(root, "commands.sh")
   open(commands, "w").close()
-  rows = []
-  for data_kind, kinds in (("images", _KINDS.value), ("text", _TEXT_KINDS.value)):
-    for rate in budget["rates"] if kinds else ():
-      rows += run_rate(rate, data_kind, kinds, budget, root, commands)
-      write_csv(os.path.join(root, "study.csv"), rows)
-  table = markdown_table(rows)
+  rows, augmentation_path = [], os.path.join(root, "augmentation.json")
+  for data_kind, case, rate, spec in study_cases(budget):
+    rows += run_case(case, rate, spec, data_kind, budget, root, commands)
+    write_csv(os.path.join(root, "study.csv"), rows)
+    if data_kind == "images" and rate == 0 and not os.path.exists(augmentation_path):
+      augmentation = generate_filter_retrain(
+          os.path.join(root, "images_rate_0", f"cgan_dirty_seed{_SEEDS.value[0]}"), budget)
+      with open(augmentation_path, "w") as f:
+        json.dump(augmentation, f, indent=2)
+  summary = summarise(rows)
+  tables = summary_table(summary) + "\nShare of the damage won back:\n\n" + won_back_table(
+      won_back(summary))
   with open(os.path.join(root, "study.md"), "w") as f:
-    f.write(f"Corruption kinds {_KINDS.value}, budget {_VARIANT.value}: {budget}\n\n{table}")
-  save_plots(os.path.join(root, "study.png"), rows)
-  print(table)
-  augmentation = generate_filter_retrain(os.path.join(root, "images_rate_0", "cgan_dirty"),
-                                         budget)
-  with open(os.path.join(root, "augmentation.json"), "w") as f:
-    json.dump(augmentation, f, indent=2)
-  cli.print_report({"augmentation": augmentation})
+    f.write(f"Kinds {_KINDS.value}, mix {_MIX.value!r}, seeds {_SEEDS.value}, budget "
+            f"{_VARIANT.value}: {budget}\n\n{tables}")
+  save_plots(os.path.join(root, "study.png"), summary)
+  print(tables)
+  if os.path.exists(augmentation_path):
+    with open(augmentation_path) as f:
+      cli.print_report({"augmentation": json.load(f)})
 
 
 def generate_filter_retrain(cgan_dir: str, budget: dict) -> dict:

@@ -16,20 +16,47 @@ def test_rate_is_spread_evenly_over_the_kinds():
   assert study_report.corruption_spec(0.0, ["blur"]) == ""
 
 
+def _report(fid, class_accuracy):
+  return {"samples": {"fid": fid, "precision": 0.7, "recall": 0.5,
+                      "hallucination_off_manifold": 0.3, "hallucination_unassignable": 0.05,
+                      "class_conditional_accuracy": class_accuracy}}
+
+
 def test_rows_table_csv_and_plot(tmp_path):
-  report = {"samples": {"fid": 12.5, "precision": 0.7, "recall": 0.5,
-                        "hallucination_off_manifold": 0.3,
-                        "hallucination_unassignable": 0.05}}
-  rows = [study_report.study_row("cvae", rate, arm, 60000, report)
-          for rate in (0.0, 0.4) for arm in ("dirty", "cleaned")]
+  rows = [study_report.study_row("cvae", "even", rate, arm, seed, 60000, _report(12.5, None))
+          for rate in (0.0, 0.4) for arm in ("dirty", "cleaned") for seed in (0, 1)]
   assert rows[0]["fid"] == 12.5 and rows[0]["class_accuracy"] is None
   table = study_report.markdown_table(rows)
-  assert table.splitlines()[2] == "| cvae | 0 | dirty | 60000 | 12.5 | 0.7 | 0.5 | 0.3 | 0.05 |  |  |  |"
+  assert table.splitlines()[2] == (
+      "| cvae | even | 0 | dirty | 0 | 60000 | 12.5 | 0.7 | 0.5 | 0.3 | 0.05 |  |  |  |")
   study_report.write_csv(str(tmp_path / "s.csv"), rows)
   with open(tmp_path / "s.csv") as f:
-    assert [r["arm"] for r in csv.DictReader(f)] == ["dirty", "cleaned"] * 2
-  study_report.save_plots(str(tmp_path / "s.png"), rows)
+    assert [r["seed"] for r in csv.DictReader(f)] == ["0", "1"] * 4
+  study_report.save_plots(str(tmp_path / "s.png"), study_report.summarise(rows))
   assert (tmp_path / "s.png").stat().st_size > 0
+
+
+def test_seeds_are_summarised_as_mean_and_range():
+  rows = [study_report.study_row("cgan", "even", 0.0, "dirty", seed, 60000, _report(fid, 0.9))
+          for seed, fid in ((0, 10.0), (1, 14.0), (2, 12.0))]
+  (summary,) = study_report.summarise(rows)
+  assert (summary["seeds"], summary["fid"], summary["fid_lo"], summary["fid_hi"]) == (
+      3, 12.0, 10.0, 14.0)
+  assert "class_accuracy_lo" in summary and "val_bits_per_char" not in summary
+  assert "| 12 (10 to 14) |" in study_report.summary_table([summary])
+
+
+def test_share_won_back_per_metric_and_noise_where_dirt_did_no_damage():
+  def runs(rate, arm, fids, accuracies):
+    return [study_report.study_row("cgan", "even", rate, arm, seed, 1, _report(fid, acc))
+            for seed, (fid, acc) in enumerate(zip(fids, accuracies))]
+  rows = (runs(0.0, "dirty", (10, 12), (0.95, 0.97)) + runs(0.0, "cleaned", (10, 12), (0.95, 0.97))
+          + runs(0.4, "dirty", (30, 32), (0.955, 0.965)) + runs(0.4, "cleaned", (15, 17), (1, 1)))
+  shares = study_report.won_back(study_report.summarise(rows))
+  assert [(s["rate"], s["fid"]) for s in shares] == [(0.4, 0.75)]  # (31 - 16) / (31 - 11).
+  assert shares[0]["class_accuracy"] is None  # 0.96 against 0.96 +- 0.01: noise.
+  table = study_report.won_back_table(shares)
+  assert table.splitlines()[2].startswith("| cgan | even | 0.4 | 0.75 |") and "noise" in table
 
 
 def _quadrants(n, seed):
