@@ -29,7 +29,7 @@ MODELS = {
     "dcgan_mnist": (["--config=experiments/configs/dcgan.py:mnist", "--config.batch_size=128",
                      "--config.model.g_widths=(256,128)", "--config.model.d_widths=(64,128)",
                      "--config.model.d_norm=batch", "--config.loss=non_saturating",
-                     *_CONV_TIMING],
+                     "--config.latent_dim=100", *_CONV_TIMING],
                     "benchmarks.torch_dcgan",
                     {"PyTorch NCHW": ["--shape=mnist", *_PEER_CONV_TIMING],
                      "PyTorch channels_last": ["--shape=mnist", "--channels_last",

@@ -8,7 +8,8 @@ Variants:
   (`digits_recipe`): half the seed's widths (G 7x7x128 -> 14x14x64 -> 28x28x1, D 64-128),
   spectral norm in D and the hinge loss, batch 64, 8,000 steps, learning rates falling
   linearly to 0 and G averaged from step 4,000, class-conditional BatchNorm in a
-  conditional G. It trains in about 18 minutes on a 2-core CPU.
+  conditional G; an unconditional G draws from 32 latents and both Adams use beta1 0,
+  beta2 0.9. It trains in 12-18 minutes on a 2-core CPU.
 - tiny: tests.
 Losses, regularisers and DiffAugment: see common.gan_options and docs/gan.md, e.g.
   --config.loss=hinge --config.model.d_norm=spectral --config.d_reg=r1 --config.r1_gamma=1
@@ -76,4 +77,10 @@ def digits_recipe(config: ConfigDict) -> ConfigDict:
   config.sample_every = config.checkpoint_every = 1_000
   config.ema_start = 4_000
   config.optimizer.decay_start = 4_000
+  if not config.model.conditional:
+    # Without the label, Adam with beta1 0 and beta2 0.9 (SN-GAN's setting) and a 32-d
+    # latent: FID 29.7 and class entropy 0.993 at 8,000 steps on the CPU, against 51.4 and
+    # 0.981 (docs/gan.md); a GPU screen halved FID at two seeds with each change.
+    config.optimizer.b1, config.optimizer.b2 = 0.0, 0.9
+    config.latent_dim = 32
   return config
