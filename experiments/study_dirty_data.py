@@ -141,7 +141,7 @@ def run_case(case: str, rate: float, spec: str, data_kind: str, budget: dict, ro
                  os.path.join(run_dir, "eval", f"step_{steps}.json"), commands)
   with open(os.path.join(clean_dir, "report.json")) as f:
     cleaning = json.load(f)
-  return [study_row(model, "mix" if case == "mix" else "even", rate, arm, seed,
+  return [study_row(model, case, rate, arm, seed,
                     cleaning["num_items"] - (cleaning["exclude_count"] if arm == "cleaned" else 0),
                     latest_eval(os.path.join(folder, f"{model}_{arm}_seed{seed}")))
           for arm in arms for seed in seeds for model in MODELS[data_kind]]
