@@ -5,7 +5,8 @@ import jax
 import numpy as np
 import pytest
 
-from aigc_jax.models.matmul_conv import MatmulConv, MatmulConvTranspose
+from aigc_jax.models.matmul_conv import (MatmulConv, MatmulConvTranspose, all_taps_at_once,
+                                         concatenated_taps)
 
 
 def assert_same_module(ours, reference, x):
@@ -24,7 +25,9 @@ def assert_same_module(ours, reference, x):
 @pytest.mark.parametrize("ours,reference,kernel,stride,shape", [
     (MatmulConvTranspose, nn.ConvTranspose, *case) for case in [
         (3, 2, (2, 7, 7, 3)), (4, 2, (2, 7, 5, 3)), (4, 2, (1, 4, 4, 8)), (5, 2, (2, 3, 6, 2)),
-        (4, 1, (2, 6, 6, 3)), (3, 3, (1, 4, 5, 2))]] + [
+        (4, 1, (2, 6, 6, 3)), (3, 3, (1, 4, 5, 2)),
+        # All taps in one matmul (kh * kw * 4 features <= input channels).
+        (4, 2, (2, 7, 7, 64)), (3, 2, (1, 5, 6, 40))]] + [
     (MatmulConv, nn.Conv, *case) for case in [
         (4, 2, (2, 28, 28, 1)), (4, 2, (2, 7, 7, 3)), (3, 2, (1, 8, 5, 2)), (4, 1, (2, 6, 5, 3)),
         (5, 3, (1, 10, 7, 2)), (1, 1, (1, 3, 3, 4))]])
@@ -32,3 +35,30 @@ def test_matches_flax(ours, reference, kernel, stride, shape):
   x = jax.random.normal(jax.random.key(1), shape)
   assert_same_module(ours(4, (kernel, kernel), (stride, stride)),
                      reference(4, (kernel, kernel), (stride, stride)), x)
+
+
+@pytest.mark.parametrize("ours,reference", [(MatmulConv, nn.Conv),
+                                            (MatmulConvTranspose, nn.ConvTranspose)])
+def test_gradient_penalties_match_flax(ours, reference):
+  # R1 and WGAN-GP differentiate D's input gradient again: the hand-written VJP must be
+  # differentiable like autodiff's.
+  x = jax.random.normal(jax.random.key(2), (2, 8, 8, 3))
+  params = reference(4, (4, 4), (2, 2)).init(jax.random.key(0), x)
+
+  def penalty_grads(module):
+    input_grad = jax.grad(lambda p, x: (module.apply(p, x) ** 2).sum(), argnums=1)
+    return jax.grad(lambda p: (input_grad(p, x) ** 2).sum())(params)
+
+  got, want = (penalty_grads(m(4, (4, 4), (2, 2))) for m in (ours, reference))
+  for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
+
+
+def test_each_layer_takes_the_form_that_moves_less_memory():
+  # A generator's last layer (many channels in, few out) computes all taps at once.
+  assert all_taps_at_once((4, 4, 128, 1)) and all_taps_at_once((4, 4, 64, 3))
+  assert not all_taps_at_once((4, 4, 256, 128))
+  # A discriminator's first layer (after space-to-depth: 2x2 taps over 4 channels)
+  # concatenates its taps' inputs; wider inputs take one matmul per tap.
+  assert concatenated_taps((2, 2, 4, 64)) and concatenated_taps((2, 2, 12, 64))
+  assert not concatenated_taps((2, 2, 256, 128))

@@ -1,12 +1,13 @@
-"""Strided and transposed convolutions written as one matmul plus a sum of shifted slices.
+"""Strided and transposed convolutions written as matmuls plus sums of shifted slices.
 
 XLA:CPU's convolutions are far from its matmul speed on the small feature maps of
 MNIST/CIFAR models, and pathological for strided kernels' gradients (measured here: a
 4x4 stride-2 conv, 7x7x128 -> 256 channels at batch 256, forward 32 ms but forward +
 backward 883 ms; a 4x4 stride-2 transposed conv 7x7x256 -> 128 ran at 16 GFLOP/s against a
 ~150 GFLOP/s matmul). Every tap of a convolution is a (pixels, I) x (I, O) matmul with
-one slice of the kernel; the output is a sum of shifted slices of those products. Its gradients are again matmuls and slices, which
-XLA:CPU runs near its matmul speed, and the FLOPs are those of the convolution.
+one slice of the kernel; the output is a sum of shifted slices of those products. Its
+gradients are again matmuls and slices, which XLA:CPU runs near its matmul speed, and the
+FLOPs are those of the convolution.
 
 - Transposed conv (output side = stride * input side, 'SAME'): output pixel s*m + a only
   meets kernel taps t with (a + t - pad_low) divisible by s, from input pixel
@@ -14,9 +15,20 @@ XLA:CPU runs near its matmul speed, and the FLOPs are those of the convolution.
 - Strided conv ('SAME'): space-to-depth by the stride turns it into a stride-1 conv with
   ceil(k/s) taps per side over s*s*I channels, then the same product-and-shift.
 
+On this CPU the step is bound by memory traffic as much as by FLOPs, so the form of each
+layer follows what it moves (forward + backward, batch 128-256, 2 cores): where the taps'
+products are no wider than the input (kh*kw*O <= I: a generator's last layer), one matmul
+computes all taps at once instead of reading the input once per tap (14x14x128 -> 28x28x1:
+5.2 ms against 18.4; 16x16x64 -> 32x32x3: 10.6 against 65.7); where the input is no wider
+than the output (s*s*I <= O: a discriminator's first layer), the taps' input slices are
+concatenated into one matmul over all of them (28x28x1 -> 14x14x64: 2.8 ms against 17.9).
+Elsewhere one matmul per tap wins (7x7x256 -> 14x14x128: 113 ms per tap, 157 all at once).
+
 The modules have flax's nn.ConvTranspose / nn.Conv parameters (names, shapes, init) and
-outputs exactly (tests/test_matmul_conv.py checks both, with gradients), so checkpoints
-and reference code move between them.
+outputs exactly (tests/test_matmul_conv.py checks both, with gradients and the second
+derivatives gradient penalties take), so checkpoints and reference code move between
+them. Their matmuls have a hand-written VJP (`_matmul`), so they take reverse-mode
+derivatives of any order but not forward-mode ones (jax.jvp, jax.jacfwd).
 """
 
 from __future__ import annotations
@@ -35,21 +47,53 @@ def same_transpose_padding(kernel: int, stride: int) -> tuple[int, int]:
   return low, total - low
 
 
+@jax.custom_vjp
 def _matmul(x: jax.Array, weight: jax.Array) -> jax.Array:
-  """(B, H, W, I) x (I, O) -> (B, H, W, O) as one 2-D matmul."""
+  """(B, H, W, I) x (I, O) -> (B, H, W, O) as one 2-D matmul.
+
+  Its gradients are written out (the VJP below) because the ones autodiff derives let
+  XLA:CPU transpose the output gradient for the weight gradient inside the fusion that
+  computes it (BatchNorm's backward, LeakyReLU's): a strided loop that took 26 of the
+  seed 28x28 DCGAN's 288 ms per step. Written as x^T @ g, the transpose lands on the
+  layer's input and the step takes 256 ms.
+  """
   b, h, w, i = x.shape
   return jnp.dot(x.reshape(b * h * w, i), weight).reshape(b, h, w, -1)
+
+
+def _matmul_fwd(x, weight):
+  return _matmul(x, weight), (x, weight)
+
+
+def _matmul_bwd(residuals, grad):
+  x, weight = residuals
+  rows = x.shape[0] * x.shape[1] * x.shape[2]
+  grad = grad.reshape(rows, -1)
+  return (jnp.dot(grad, weight.T).reshape(x.shape),
+          jnp.dot(x.reshape(rows, -1).T, grad))
+
+
+_matmul.defvjp(_matmul_fwd, _matmul_bwd)
+
+
+def all_taps_at_once(kernel_shape: tuple[int, ...]) -> bool:
+  """Whether a transposed conv computes its taps' products as one matmul (module doc)."""
+  kh, kw, i, o = kernel_shape
+  return kh * kw * o <= i
 
 
 def _tap_products(x: jax.Array, kernel: jax.Array) -> dict[tuple[int, int], jax.Array]:
   """(B, H, W, I) x (kh, kw, I, O) -> {(t_h, t_w): x @ kernel[t_h, t_w], (B, H, W, O)}.
 
-  One matmul per tap rather than one wide one: each product stays channel-contiguous,
-  so the shifted sums below are cheap copies (a single (I, kh*kw*O) product measured 2x
-  slower overall, its slices being strided).
+  Narrow products come from one (I, kh*kw*O) matmul, the rest from one matmul per tap:
+  wide products are then channel-contiguous, so the shifted sums below are cheap copies.
   """
-  return {(th, tw): _matmul(x, kernel[th, tw])
-          for th in range(kernel.shape[0]) for tw in range(kernel.shape[1])}
+  kh, kw, i, o = kernel.shape
+  if all_taps_at_once(kernel.shape):
+    products = _matmul(x, kernel.transpose(2, 0, 1, 3).reshape(i, kh * kw * o))
+    products = products.reshape(*x.shape[:3], kh, kw, o)
+    return {(th, tw): products[:, :, :, th, tw] for th in range(kh) for tw in range(kw)}
+  return {(th, tw): _matmul(x, kernel[th, tw]) for th in range(kh) for tw in range(kw)}
 
 
 def _sum_shifted(products, pairs_h, pairs_w, out_h: int, out_w: int) -> jax.Array:
@@ -91,6 +135,12 @@ def conv_transpose_same(x: jax.Array, kernel: jax.Array, strides: tuple[int, int
   return jnp.stack(rows, axis=2).reshape((b, h * sh, w * sw, kernel.shape[-1]))
 
 
+def concatenated_taps(kernel_shape: tuple[int, ...]) -> bool:
+  """Whether a (space-to-depth) conv concatenates its taps' inputs into one matmul."""
+  *_, i, o = kernel_shape
+  return i <= o
+
+
 def conv_same(x: jax.Array, kernel: jax.Array, strides: tuple[int, int]) -> jax.Array:
   """lax.conv_general_dilated(x, kernel, strides, 'SAME') for NHWC / HWIO operands."""
   (sh, sw), (kh, kw, i, o) = strides, kernel.shape
@@ -108,8 +158,11 @@ def conv_same(x: jax.Array, kernel: jax.Array, strides: tuple[int, int]) -> jax.
   kernel = kernel.reshape(th, tw, sh * sw * i, o)
   # Taps read the input at non-negative offsets, so slice the input rather than the
   # products: no work is spent on outputs that would be cut off.
-  return sum(_matmul(x[:, ph:ph + out_h, pw:pw + out_w], kernel[ph, pw])
-             for ph in range(th) for pw in range(tw))
+  windows = [x[:, ph:ph + out_h, pw:pw + out_w] for ph in range(th) for pw in range(tw)]
+  if concatenated_taps(kernel.shape):
+    return _matmul(jnp.concatenate(windows, axis=-1), kernel.reshape(-1, o))
+  taps = kernel.reshape(th * tw, sh * sw * i, o)
+  return sum(_matmul(window, tap) for window, tap in zip(windows, taps))
 
 
 class MatmulConv(nn.Module):
