@@ -106,6 +106,11 @@ def model_flags(model: str, budget: dict) -> list[str]:
   return flags_
 
 
+def training_seeds() -> list[int]:
+  """--seeds as numbers, so run folders are named the same however a seed is written."""
+  return [int(seed) for seed in _SEEDS.value]
+
+
 def run_case(case: str, rate: float, spec: str, data_kind: str, budget: dict, root: str,
              commands: str) -> list[dict]:
   """Dirty runs at every seed, one cleaning, cleaned runs at every seed, and their
@@ -117,7 +122,7 @@ def run_case(case: str, rate: float, spec: str, data_kind: str, budget: dict, ro
                         f"{data_kind}_rate_{rate:g}")
   clean_dir = os.path.join(folder, "clean")
   arms = {"dirty": [], "cleaned": [f"--config.data.exclude={clean_dir}/exclude.npy"]}
-  seeds = [int(seed) for seed in _SEEDS.value]
+  seeds = training_seeds()
   for arm, exclude_flags in arms.items():
     if arm == "cleaned":
       clean_flags = [f"--config.cv_folds={budget['cv_folds']}",
@@ -174,14 +179,14 @@ def main(argv):
     write_csv(os.path.join(root, "study.csv"), rows)
     if data_kind == "images" and rate == 0 and not os.path.exists(augmentation_path):
       augmentation = generate_filter_retrain(
-          os.path.join(root, "images_rate_0", f"cgan_dirty_seed{_SEEDS.value[0]}"), budget)
+          os.path.join(root, "images_rate_0", f"cgan_dirty_seed{training_seeds()[0]}"), budget)
       with open(augmentation_path, "w") as f:
         json.dump(augmentation, f, indent=2)
   summary = summarise(rows)
   tables = summary_table(summary) + "\nShare of the damage won back:\n\n" + won_back_table(
       won_back(summary))
   with open(os.path.join(root, "study.md"), "w") as f:
-    f.write(f"Kinds {_KINDS.value}, mix {_MIX.value!r}, seeds {_SEEDS.value}, budget "
+    f.write(f"Kinds {_KINDS.value}, mix {_MIX.value!r}, seeds {training_seeds()}, budget "
             f"{_VARIANT.value}: {budget}\n\n{tables}")
   save_plots(os.path.join(root, "study.png"), summary)
   print(tables)
