@@ -31,26 +31,9 @@ from aigc_jax.data.sources import load_split
 from aigc_jax.quality.augmentation import augmentation_accuracies, balanced_subset
 from aigc_jax.train.restore import generate_images, restore_run
 from experiments import cli
+from experiments.study_plan import CLEAN_CONFIGS, MODELS, VARIANTS, model_flags
 from experiments.study_report import (corruption_spec, save_plots, study_row, summarise,
                                       summary_table, won_back, won_back_table, write_csv)
-
-# Budgets on the 2-core CPU; docs/data_quality.md gives the wall time of each. The cGAN is
-# the cgan.py:mnist recipe at a quarter of its steps, with the average of G and the constant
-# rates that docs/gan.md measured best at that length (its row H); the cVAE its full recipe.
-VARIANTS = {
-    "default": {"rates": (0.0, 0.1, 0.2, 0.4), "steps": {"cgan": 2000, "cvae": 9380,
-                "char_gpt": 1000}, "num_samples": 10_000, "cv_folds": 4, "cv_epochs": 2,
-                "augment_samples": 10_000, "cgan_ema": (1000, 0.99)},
-    "quick": {"rates": (0.0, 0.4), "steps": {"cgan": 200, "cvae": 400, "char_gpt": 150},
-              "num_samples": 2000, "cv_folds": 2, "cv_epochs": 1, "augment_samples": 2000,
-              "cgan_ema": (100, 0.99)},
-}
-# Models per data kind, and the cleaning config of that data.
-MODELS = {"images": {"cvae": "experiments/configs/vae.py:cvae_mnist",
-                     "cgan": "experiments/configs/cgan.py:mnist"},
-          "text": {"char_gpt": "experiments/configs/char_gpt.py:cpu"}}
-CLEAN_CONFIGS = {"images": "experiments/configs/clean.py:mnist",
-                 "text": "experiments/configs/clean.py:shakespeare"}
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Study folder.")
 _VARIANT = flags.DEFINE_enum("variant", "default", list(VARIANTS), "Budget.")
@@ -93,17 +76,6 @@ def latest_eval(run_dir: str) -> dict:
   paths = sorted(os.listdir(os.path.join(run_dir, "eval")))
   with open(os.path.join(run_dir, "eval", [p for p in paths if p.endswith(".json")][-1])) as f:
     return json.load(f)
-
-
-def model_flags(model: str, budget: dict) -> list[str]:
-  steps = budget["steps"][model]
-  flags_ = [f"--config.num_steps={steps}", f"--config.checkpoint_every={steps}",
-            f"--config.sample_every={steps}", "--config.eval_every=0"]
-  if model == "cgan":
-    ema_start, ema_decay = budget["cgan_ema"]
-    flags_ += [f"--config.ema_start={ema_start}", f"--config.ema_decay={ema_decay}",
-               "--config.optimizer.decay_start=-1"]
-  return flags_
 
 
 def training_seeds() -> list[int]:

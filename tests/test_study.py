@@ -7,7 +7,7 @@ import numpy as np
 from aigc_jax.data.corrupt import parse_spec
 from aigc_jax.data.images import ImageData
 from aigc_jax.quality import augmentation
-from experiments import study_report
+from experiments import study_plan, study_report
 
 
 def test_rate_is_spread_evenly_over_the_kinds():
@@ -93,3 +93,10 @@ def test_generate_filter_retrain_filters_mislabelled_samples():
   assert report["accuracy_real"] > 0.9
   assert 0.2 < report["kept_share"] <= 0.25  # At most the correctly labelled quarter.
   assert report["accuracy_real_plus_generated"] < 0.5 < report["accuracy_real_plus_filtered"]
+
+
+def test_study_cgan_keeps_the_settings_its_tables_were_measured_with():
+  # The recipe's defaults may move on (its Adam betas did); the study's rows must not.
+  flags = study_plan.model_flags("cgan", study_plan.VARIANTS["default"])
+  assert {"--config.optimizer.b1=0.5", "--config.optimizer.b2=0.999",
+          "--config.optimizer.decay_start=-1", "--config.num_steps=2000"} <= set(flags)
