@@ -77,10 +77,12 @@ def digits_recipe(config: ConfigDict) -> ConfigDict:
   config.sample_every = config.checkpoint_every = 1_000
   config.ema_start = 4_000
   config.optimizer.decay_start = 4_000
+  # Adam with beta1 0 and beta2 0.9 (SN-GAN's setting), at 8,000 steps on the CPU
+  # (docs/gan.md): Fashion-MNIST cGAN FID 1.86 -> 1.64 / 1.68 (two seeds); MNIST cGAN
+  # 5.65 / 5.60 -> 5.12 / 5.59 with class accuracy 0.981 / 0.979 -> 0.984 / 0.983;
+  # unconditional MNIST 51.4 -> 29.7 together with the 32-d latent below.
+  config.optimizer.b1, config.optimizer.b2 = 0.0, 0.9
   if not config.model.conditional:
-    # Without the label, Adam with beta1 0 and beta2 0.9 (SN-GAN's setting) and a 32-d
-    # latent: FID 29.7 and class entropy 0.993 at 8,000 steps on the CPU, against 51.4 and
-    # 0.981 (docs/gan.md); a GPU screen halved FID at two seeds with each change.
-    config.optimizer.b1, config.optimizer.b2 = 0.0, 0.9
+    # Without the label a 32-d latent (class entropy 0.981 -> 0.993 with beta1 0).
     config.latent_dim = 32
   return config
