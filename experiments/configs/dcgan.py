@@ -8,8 +8,8 @@ Variants:
   (`digits_recipe`): half the seed's widths (G 7x7x128 -> 14x14x64 -> 28x28x1, D 64-128),
   spectral norm in D and the hinge loss, batch 64, 8,000 steps, learning rates falling
   linearly to 0 and G averaged from step 4,000, class-conditional BatchNorm in a
-  conditional G; an unconditional G draws from 32 latents and both Adams use beta1 0,
-  beta2 0.9. It trains in 12-18 minutes on a 2-core CPU.
+  conditional G, Adam beta1 0 and beta2 0.9 for both networks; an unconditional G draws
+  from 32 latents. It trains in 12-18 minutes on a 2-core CPU.
 - tiny: tests.
 Losses, regularisers and DiffAugment: see common.gan_options and docs/gan.md, e.g.
   --config.loss=hinge --config.model.d_norm=spectral --config.d_reg=r1 --config.r1_gamma=1
