@@ -53,6 +53,10 @@ def data_config() -> ConfigDict:
   # privacy audit knows members from non-members. 0: the whole split.
   data.subset = 0
   data.subset_seed = 0
+  # > 0 (GANs): train on this many k-means clusters of the training images as labels
+  # instead of the dataset's own (clusters.py), so a conditional model learns without
+  # labels; sample with --config.sample_labels=data to draw clusters in their shares.
+  data.cluster_labels = 0
   return data
 
 
@@ -81,7 +85,7 @@ DATA_RULES: dict[str, Rule] = {
                    "a positive integer, or unset"),
     "channels": (lambda v: v in (None, 1, 3), "1 (grey), 3 (RGB), or unset"),
     "balance": one_of(*BALANCE), "subset": integer_at_least(0),
-    "subset_seed": integer_at_least(0),
+    "subset_seed": integer_at_least(0), "cluster_labels": integer_at_least(0),
 }
 
 

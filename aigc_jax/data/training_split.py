@@ -8,7 +8,10 @@ Config keys (data/config.py), applied in this order:
   out-of-distribution images): corrupt.py for images, corrupt_text.py for text;
 - data.exclude = a .npy of example ids (text: line ids) to drop, as experiments.clean_data
   writes. Ids refer to the split *after* corruption, so a cleaning run on the dirty split
-  and a training run with the same corruption settings drop the same examples.
+  and a training run with the same corruption settings drop the same examples;
+- data.subset = train on a seeded subset of what is left;
+- data.cluster_labels = K > 0: the labels of what a GAN trains on become K k-means
+  clusters of its images (clusters.py, self-conditioning).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
+from aigc_jax.data.clusters import clustered
 from aigc_jax.data.corrupt import CLEAN, GroundTruth, corrupt
 from aigc_jax.data.corrupt_text import corrupt_text, drop_lines
 from aigc_jax.data.images import ImageData
@@ -160,13 +164,23 @@ def dirty_split(config: ml_collections.ConfigDict, data: ImageData | TextData,
   return data, truth
 
 
+def cluster_labels(config: ml_collections.ConfigDict) -> int:
+  """How many k-means clusters replace the run's labels; 0: it trains on its own labels.
+  (.get: runs saved before the key existed.)"""
+  return config.data.get("cluster_labels", 0)
+
+
 def class_shares(config: ml_collections.ConfigDict, stored: ImageData | None = None,
-                 log=print) -> np.ndarray:
+                 log=print, clusters: bool = True) -> np.ndarray:
   """Each class's share of the training split `config` trains on, as corrupted and
   cleaned: what a run was shown, for its per-class report and data-prior sampling.
-  `stored`: that split as stored, if the caller has it loaded already."""
+  `stored`: that split as stored, if the caller has it loaded already. For a run on
+  cluster labels, the clusters' shares, or the dataset's classes' if not `clusters`."""
   if stored is None:
     stored = config_split(config, config.data.split)
+  if not clusters and cluster_labels(config):
+    config = config.copy_and_resolve_references()
+    config.data.cluster_labels = 0
   data = training_split(config, stored, log=log)
   return np.bincount(data.labels, minlength=data.num_classes) / len(data.labels)
 
@@ -195,8 +209,9 @@ def prepared_split(config: ml_collections.ConfigDict, data: ImageData | TextData
 
 def training_split(config: ml_collections.ConfigDict, data: ImageData | TextData,
                    workdir: str | None = None, log=print) -> ImageData | TextData:
-  """`prepared_split`, then only `data.subset` of it when set; saves the ground truth and
-  the subset's member ids (MEMBERS_FILE) in `workdir`."""
+  """`prepared_split`, then only `data.subset` of it when set, then labelled by clusters
+  when `data.cluster_labels` is; saves the ground truth and the subset's member ids
+  (MEMBERS_FILE) in `workdir`."""
   data = prepared_split(config, data, workdir, log)
   size = config.data.get("subset", 0)  # .get: runs saved before the key existed.
   if size:
@@ -208,4 +223,12 @@ def training_split(config: ml_collections.ConfigDict, data: ImageData | TextData
     if workdir is not None:
       os.makedirs(workdir, exist_ok=True)
       np.save(os.path.join(workdir, MEMBERS_FILE), members)
+  if cluster_labels(config):
+    if isinstance(data, TextData) or config.get("family") != "gan":
+      raise InvalidInputError(
+          f"data.cluster_labels={cluster_labels(config)} relabels the images a GAN trains on; "
+          f"this is a {config.get('family')} run on {config.data.name}, whose held-out "
+          "evaluation would still read the dataset's own labels. Set "
+          "--config.data.cluster_labels=0.")
+    data = clustered(data, cluster_labels(config), log=log)
   return data

@@ -24,7 +24,7 @@ from absl import logging
 from aigc_jax.data.images import ImageData
 from aigc_jax.data.sources import config_split, describe_split
 from aigc_jax.data.text import TextSpec
-from aigc_jax.data.training_split import class_shares
+from aigc_jax.data.training_split import class_shares, cluster_labels
 from aigc_jax.errors import InvalidInputError, MissingInputError
 from aigc_jax.metrics import feature_classifier
 from aigc_jax.metrics.class_report import per_class_report
@@ -86,11 +86,13 @@ def score_images(run: RestoredRun, run_dir: str, options: EvalOptions, samples: 
   fake_feats, fake_probs = embed(samples)
   real_feats, real_probs = embed(test.images)
   train_feats, _ = embed(train.images)
+  if cluster_labels(run.config):
+    labels = None  # Clusters drawn, not classes: no class-conditional score applies.
   report = image_sample_report(fake_feats, fake_probs, real_feats, real_probs, train_feats,
                                requested_labels=labels)
+  shares = class_shares(run.config, train, log=logging.info, clusters=False)
   report["per_class"] = per_class_report(fake_feats, fake_probs, real_feats, test.labels,
-                                         class_shares(run.config, train, log=logging.info),
-                                         requested_labels=labels)
+                                         shares, requested_labels=labels)
   size = min(len(fake_feats), len(train_feats))
   others = np.random.default_rng(options.seed).choice(len(train_feats), size, replace=False)
   return {"samples": report, "real_floor": real_floor(real_feats, train_feats[others]),

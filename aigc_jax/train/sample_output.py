@@ -9,13 +9,17 @@ import numpy as np
 from aigc_jax.data.image_grid import make_grid, save_png, to_unit_range
 from aigc_jax.data.images import ImageSpec
 from aigc_jax.data.text import TextSpec
+from aigc_jax.data.training_split import cluster_labels
 from aigc_jax.train.family import is_conditional
 from aigc_jax.train.metric_writer import MetricWriter
 
 
 def grid_columns(config, spec: ImageSpec | TextSpec) -> int | None:
-  """One column per class for conditional models (they sample labels 0, 1, ..., K-1, 0, ...)."""
-  return spec.num_classes if is_conditional(config) else None
+  """One column per class for conditional models (they sample labels 0, 1, ..., K-1, 0, ...);
+  a square grid for the rest, and for models conditioned on clusters instead of classes."""
+  if is_conditional(config) and not cluster_labels(config):
+    return spec.num_classes
+  return None
 
 
 def save_samples(spec: ImageSpec | TextSpec, samples: np.ndarray, workdir: str, step: int,
