@@ -1,4 +1,5 @@
-"""Self-conditioning: k-means clusters of the images as the labels a GAN trains on."""
+"""k-means clusters of the images as the labels a GAN trains on: of all images (a
+self-conditioned GAN), or within each class (a conditional GAN on finer labels)."""
 
 import json
 import os
@@ -6,14 +7,15 @@ import os
 import numpy as np
 import pytest
 
-from aigc_jax.data.clusters import agreement, kmeans_clusters
+from aigc_jax.data.clusters import agreement, classes_of, draw_fine, fine_labels, kmeans_clusters
 from aigc_jax.data.images import ImageData
 from aigc_jax.data.training_split import class_shares, training_split
 from aigc_jax.errors import InvalidInputError
 from aigc_jax.metrics.run_evaluation import EvalOptions, evaluate_run
 from aigc_jax.train.loop import train_and_evaluate
+from aigc_jax.train.restore import class_count, generate_images, requested_labels, restore_run
 from aigc_jax.train.sample_output import grid_columns
-from experiments.configs import dcgan, vae
+from experiments.configs import cgan, dcgan, vae
 
 
 def _blobs(per_blob=30, seed=0):
@@ -83,3 +85,50 @@ def test_a_self_conditioned_gan_trains_samples_and_is_scored_without_class_metri
   samples = report["samples"]
   assert "class_conditional_accuracy" not in samples and samples["num_samples"] == 12
   assert 0.0 <= samples["class_entropy"] <= 1.0
+
+
+def test_fine_labels_split_each_class_into_its_own_clusters():
+  images, group = _blobs(per_blob=20)
+  classes = (group == 2).astype(np.int32)  # Class 0 holds blobs 0 and 1, class 1 blob 2.
+  fine = fine_labels(ImageData(images, classes, 2), per_class=2, log=lambda _: None)
+  assert fine.num_classes == 4
+  np.testing.assert_array_equal(classes_of(fine.labels, 2), classes)
+  assert agreement(fine.labels[classes == 0], group[classes == 0]) == 1.0
+  assert len(np.unique(fine.labels[classes == 0])) == 2
+
+
+def test_draw_fine_keeps_the_class_and_follows_the_cluster_shares():
+  shares = np.array([0.3, 0.1, 0.0, 0.6, 0.0, 0.0])  # Class 2 is absent from the split.
+  drawn = draw_fine(np.repeat([0, 1, 2], 4000), shares, per_class=2, seed=3)
+  np.testing.assert_array_equal(classes_of(drawn, 2), np.repeat([0, 1, 2], 4000))
+  assert np.mean(drawn[:4000] == 0) == pytest.approx(0.75, abs=0.02)
+  assert np.all(drawn[4000:8000] == 3)
+  assert np.mean(drawn[8000:] == 4) == pytest.approx(0.5, abs=0.03)
+  np.testing.assert_array_equal(drawn, draw_fine(np.repeat([0, 1, 2], 4000), shares, 2, 3))
+
+
+def test_clusters_of_all_images_and_within_classes_do_not_mix():
+  config = dcgan.get_config("tiny")
+  config.data.cluster_labels, config.data.clusters_per_class = 3, 2
+  images, group = _blobs()
+  with pytest.raises(InvalidInputError, match="pick one"):
+    training_split(config, ImageData(images, group.astype(np.int32), 3))
+
+
+def test_a_gan_on_fine_labels_is_asked_for_classes(image_folder, tmp_path):
+  config = cgan.get_config("tiny")
+  config.data.update(name="image_folder", image_folder=image_folder, eval_split="train",
+                     test_split="train", clusters_per_class=2)
+  workdir = str(tmp_path / "cgan")
+  train_and_evaluate(config, workdir)
+  run = restore_run(workdir)
+  assert run.spec.num_classes == 4 and class_count(run) == 2  # 2 clusters of 2 classes.
+  assert set(requested_labels(run, 6, balanced=True)) == {0, 1}
+  with pytest.raises(InvalidInputError, match="classes 0..1"):
+    requested_labels(run, 4, label=2)
+  assert generate_images(run, 4, labels=np.array([0, 1, 1, 0])).shape == (4, 8, 8, 1)
+  report, _ = evaluate_run(workdir, EvalOptions(num_samples=8, audit_candidates=4,
+                                                classifier_dir=str(tmp_path / "classifier")))
+  assert 0.0 <= report["samples"]["class_conditional_accuracy"] <= 1.0
+  assert "discriminator" not in report["privacy_audit"]["attacks"]
+  assert "nearest_sample" in report["privacy_audit"]["attacks"]

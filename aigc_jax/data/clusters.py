@@ -8,6 +8,8 @@ projection D and class-conditional G of the conditional recipe something to cond
 on without using a single label; sampling then draws clusters in their training shares.
 Pixel k-means is crude (50 MNIST clusters agree 81 % with the digits), but that is
 enough: what G needs is a partition of the data into modes, not the right classes.
+The same holds within a class: a conditional GAN on a few clusters of each class's images
+(`fine_labels`) draws Fashion-MNIST closer to the real floor than on the classes alone.
 """
 
 from __future__ import annotations
@@ -76,6 +78,43 @@ def kmeans_clusters(images: np.ndarray, num_clusters: int, seed: int = 0,
 def agreement(clusters: np.ndarray, labels: np.ndarray) -> float:
   """Cluster purity: the share of examples whose label is their cluster's commonest."""
   return sum(np.bincount(labels[clusters == c]).max() for c in np.unique(clusters)) / len(labels)
+
+
+def fine_labels(data: ImageData, per_class: int, seed: int = 0, log=print) -> ImageData:
+  """`data` with each class split into `per_class` k-means clusters of its images: example
+  i's label becomes class * per_class + its cluster, of num_classes * per_class in all.
+
+  A conditional GAN on such labels sees each class as a handful of modes (a T-shirt's
+  styles, a seven with or without its bar), as a self-conditioned one sees the data;
+  `classes_of` maps a fine label back to its class, `draw_fine` a class to a fine label."""
+  fine = np.zeros_like(data.labels)
+  for c in np.unique(data.labels):
+    members = np.flatnonzero(data.labels == c)
+    clusters = kmeans_clusters(data.images[members], min(per_class, len(members)), seed)
+    fine[members] = c * per_class + clusters
+  sizes = np.bincount(fine, minlength=data.num_classes * per_class)
+  log(f"Labels refined into {per_class} k-means clusters of each class's pixels: "
+      f"{sizes.min()}-{sizes.max()} images each.")
+  return ImageData(data.images, fine, data.num_classes * per_class)
+
+
+def classes_of(fine: np.ndarray, per_class: int) -> np.ndarray:
+  """The class of each fine label (`fine_labels`)."""
+  return np.asarray(fine) // per_class
+
+
+def draw_fine(classes: np.ndarray, fine_shares: np.ndarray, per_class: int,
+              seed: int) -> np.ndarray:
+  """int32: for each class asked for, one of its fine labels, drawn in their shares of the
+  training split (`fine_shares`, (num_classes * per_class,)); a class absent from the
+  split draws its clusters evenly."""
+  shares = np.asarray(fine_shares, np.float64).reshape(-1, per_class)
+  totals = shares.sum(1, keepdims=True)
+  within = np.where(totals > 0, shares / np.where(totals > 0, totals, 1.0), 1.0 / per_class)
+  classes = np.asarray(classes, np.int64)
+  below = np.random.default_rng([CLUSTER_STREAM, seed]).random(len(classes))[:, None]
+  sub = np.minimum((below > np.cumsum(within[classes], axis=1)).sum(1), per_class - 1)
+  return (classes * per_class + sub).astype(np.int32)
 
 
 def clustered(data: ImageData, num_clusters: int, seed: int = 0, log=print) -> ImageData:

@@ -57,6 +57,9 @@ def data_config() -> ConfigDict:
   # instead of the dataset's own (clusters.py), so a conditional model learns without
   # labels; sample with --config.sample_labels=data to draw clusters in their shares.
   data.cluster_labels = 0
+  # > 0 (conditional GANs): refine each class's label into this many k-means clusters of
+  # its images; G and D condition on the finer labels, sampling still asks for classes.
+  data.clusters_per_class = 0
   return data
 
 
@@ -86,6 +89,7 @@ DATA_RULES: dict[str, Rule] = {
     "channels": (lambda v: v in (None, 1, 3), "1 (grey), 3 (RGB), or unset"),
     "balance": one_of(*BALANCE), "subset": integer_at_least(0),
     "subset_seed": integer_at_least(0), "cluster_labels": integer_at_least(0),
+    "clusters_per_class": integer_at_least(0),
 }
 
 

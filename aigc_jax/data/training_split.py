@@ -11,7 +11,8 @@ Config keys (data/config.py), applied in this order:
   and a training run with the same corruption settings drop the same examples;
 - data.subset = train on a seeded subset of what is left;
 - data.cluster_labels = K > 0: the labels of what a GAN trains on become K k-means
-  clusters of its images (clusters.py, self-conditioning).
+  clusters of its images (clusters.py, self-conditioning); or data.clusters_per_class =
+  M > 0: each class's label becomes one of M k-means clusters of that class's images.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from aigc_jax.data.clusters import clustered
+from aigc_jax.data.clusters import clustered, fine_labels
 from aigc_jax.data.corrupt import CLEAN, GroundTruth, corrupt
 from aigc_jax.data.corrupt_text import corrupt_text, drop_lines
 from aigc_jax.data.images import ImageData
@@ -170,17 +171,22 @@ def cluster_labels(config: ml_collections.ConfigDict) -> int:
   return config.data.get("cluster_labels", 0)
 
 
+def clusters_per_class(config: ml_collections.ConfigDict) -> int:
+  """Into how many k-means clusters each class's label is refined; 0: none."""
+  return config.data.get("clusters_per_class", 0)
+
+
 def class_shares(config: ml_collections.ConfigDict, stored: ImageData | None = None,
                  log=print, clusters: bool = True) -> np.ndarray:
   """Each class's share of the training split `config` trains on, as corrupted and
   cleaned: what a run was shown, for its per-class report and data-prior sampling.
   `stored`: that split as stored, if the caller has it loaded already. For a run on
-  cluster labels, the clusters' shares, or the dataset's classes' if not `clusters`."""
+  cluster or fine labels, their shares, or the dataset's classes' if not `clusters`."""
   if stored is None:
     stored = config_split(config, config.data.split)
-  if not clusters and cluster_labels(config):
+  if not clusters and (cluster_labels(config) or clusters_per_class(config)):
     config = config.copy_and_resolve_references()
-    config.data.cluster_labels = 0
+    config.data.cluster_labels = config.data.clusters_per_class = 0
   data = training_split(config, stored, log=log)
   return np.bincount(data.labels, minlength=data.num_classes) / len(data.labels)
 
@@ -223,12 +229,25 @@ def training_split(config: ml_collections.ConfigDict, data: ImageData | TextData
     if workdir is not None:
       os.makedirs(workdir, exist_ok=True)
       np.save(os.path.join(workdir, MEMBERS_FILE), members)
-  if cluster_labels(config):
-    if isinstance(data, TextData) or config.get("family") != "gan":
-      raise InvalidInputError(
-          f"data.cluster_labels={cluster_labels(config)} relabels the images a GAN trains on; "
-          f"this is a {config.get('family')} run on {config.data.name}, whose held-out "
-          "evaluation would still read the dataset's own labels. Set "
-          "--config.data.cluster_labels=0.")
-    data = clustered(data, cluster_labels(config), log=log)
-  return data
+  return relabelled_by_clusters(config, data, log)
+
+
+def relabelled_by_clusters(config: ml_collections.ConfigDict, data: ImageData | TextData,
+                           log=print) -> ImageData | TextData:
+  """`data` labelled by k-means clusters as data.cluster_labels or
+  data.clusters_per_class asks (clusters.py); as it is if neither is set."""
+  keys = {key: config.data.get(key, 0) for key in ("cluster_labels", "clusters_per_class")}
+  asked = {key: value for key, value in keys.items() if value}
+  if not asked:
+    return data
+  named = " and ".join(f"data.{key}={value}" for key, value in asked.items())
+  if len(asked) > 1:
+    raise InvalidInputError(f"{named}: pick one (clusters of all images, or within classes).")
+  if isinstance(data, TextData) or config.get("family") != "gan":
+    raise InvalidInputError(
+        f"{named} relabels the images a GAN trains on; this is a {config.get('family')} run "
+        f"on {config.data.name}, whose held-out evaluation would still read the dataset's "
+        f"own labels. Set --config.data.{next(iter(asked))}=0.")
+  if keys["cluster_labels"]:
+    return clustered(data, keys["cluster_labels"], log=log)
+  return fine_labels(data, keys["clusters_per_class"], log=log)

@@ -18,14 +18,15 @@ from absl import logging
 
 from aigc_jax.data.images import ImageData
 from aigc_jax.data.sources import config_split
-from aigc_jax.data.training_split import MEMBERS_FILE, prepared_split
+from aigc_jax.data.training_split import (MEMBERS_FILE, cluster_labels, clusters_per_class,
+                                          prepared_split)
 from aigc_jax.errors import InvalidInputError, MissingInputError
 from aigc_jax.metrics.membership import attack_report, balanced_sets, roc_curve
 from aigc_jax.metrics.membership_attacks import (discriminator_scores, line_loss_scores,
                                                  nearest_sample_scores, neg_elbo_scores)
 from aigc_jax.plotting import pyplot
 from aigc_jax.train.family import balanced_labels, is_conditional
-from aigc_jax.train.restore import RestoredRun, generate_images
+from aigc_jax.train.restore import RestoredRun, class_count, generate_images
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,9 +117,9 @@ def text_candidates(run: RestoredRun, run_dir: str, options: AuditOptions
 
 def _nearest_sample_attack(run: RestoredRun, members: ImageData, others: ImageData,
                            options: AuditOptions) -> tuple[np.ndarray, np.ndarray]:
-  labels = None
-  if is_conditional(run.config):
-    labels = np.asarray(balanced_labels(options.num_samples, run.spec.num_classes), np.int32)
+  labels = None  # A run on cluster labels draws clusters, which real images do not have.
+  if is_conditional(run.config) and not cluster_labels(run.config):
+    labels = np.asarray(balanced_labels(options.num_samples, class_count(run)), np.int32)
   samples = generate_images(run, options.num_samples, seed=options.seed, labels=labels)
   return (nearest_sample_scores(members, samples, labels),
           nearest_sample_scores(others, samples, labels))
@@ -137,7 +138,11 @@ def attack_scores(run: RestoredRun, run_dir: str, options: AuditOptions
     raise InvalidInputError(f"No membership attacks for family '{family}'; there are for "
                             "'gan', 'vae' and 'lm'.")
   members, others, described = image_candidates(run, run_dir, options)
-  if family == "gan":
+  if family == "gan" and (cluster_labels(run.config) or clusters_per_class(run.config)):
+    # D judges an image together with its cluster, and a held-out image has none.
+    scores = {}
+    described["skipped"] = "discriminator attack: D conditions on k-means cluster labels"
+  elif family == "gan":
     scores = {"discriminator": (discriminator_scores(run, members),
                                 discriminator_scores(run, others))}
   else:

@@ -14,7 +14,8 @@ import numpy as np
 from aigc_jax.data.image_grid import to_unit_range
 from aigc_jax.data.sources import spec_from_json
 from aigc_jax.data.text import TextSpec
-from aigc_jax.data.training_split import class_shares
+from aigc_jax.data.clusters import draw_fine
+from aigc_jax.data.training_split import class_shares, clusters_per_class
 from aigc_jax.errors import InvalidInputError, MissingInputError
 from aigc_jax.models.decoding import continuations, generate_ensemble
 from aigc_jax.train import sharding
@@ -42,6 +43,12 @@ class RestoredRun:
       raise ValueError(f"Family '{self.config.family}' defines no build_model; this "
                        "evaluation needs its model.")
     return self.family.build_model(self.config, self.spec)
+
+  @functools.cached_property
+  def fine_shares(self) -> np.ndarray:
+    """A run on fine labels (data.clusters_per_class): each one's share of its training
+    split, by which a class asked for is drawn as one of its clusters."""
+    return class_shares(self.config)
 
   @functools.cached_property
   def sampler(self):
@@ -77,6 +84,12 @@ def restore_run(workdir: str, step: int | None = None) -> RestoredRun:
   return RestoredRun(config=config, spec=spec, family=family, state=state, step=step)
 
 
+def class_count(run: RestoredRun) -> int:
+  """How many classes a conditional run can be asked for: its model's labels, less the
+  finer clusters it conditions on in their place (data.clusters_per_class)."""
+  return run.spec.num_classes // max(clusters_per_class(run.config), 1)
+
+
 def labels_in_shares(num_samples: int, shares: np.ndarray) -> np.ndarray:
   """int32 (num_samples,): each class round(share * num_samples) times (largest
   remainders fill the rest), in a fixed shuffled order so every batch mixes classes."""
@@ -98,14 +111,15 @@ def requested_labels(run: RestoredRun, num_samples: int, label: int | None = Non
           f"This {run.config.family} run is unconditional; it cannot draw given classes. "
           "Train a conditional one (e.g. experiments/configs/cgan.py).")
     return None
-  num_classes = run.spec.num_classes
+  num_classes = class_count(run)
   if label is not None and not 0 <= label < num_classes:
     raise InvalidInputError(f"Label {label} is out of range: this run has classes "
                             f"0..{num_classes - 1}.")
   if label is not None:
     return np.full((num_samples,), label, np.int32)
   if not balanced and (prior or run.config.sample_labels) == "data":
-    return labels_in_shares(num_samples, class_shares(run.config))
+    return labels_in_shares(num_samples, class_shares(
+        run.config, clusters=not clusters_per_class(run.config)))
   return np.asarray(balanced_labels(num_samples, num_classes), np.int32)
 
 
@@ -115,11 +129,14 @@ def generate_images(run: RestoredRun, num_samples: int, seed: int = 0,
 
   Every batch has the same size (the last is trimmed afterwards), so the sampler compiles
   once; batch i uses key fold_in(seed_key, i), so a sample does not depend on num_samples.
-  `labels` (num_samples,) asks a conditional model for those classes.
+  `labels` (num_samples,) asks a conditional model for those classes (for a model on fine
+  labels, each becomes one of its class's clusters, drawn from `seed`).
   """
   sample = run.sampler
   key = jax.random.key(seed)
   num_batches = -(-num_samples // batch_size)
+  if labels is not None and clusters_per_class(run.config):
+    labels = draw_fine(labels, run.fine_shares, clusters_per_class(run.config), seed)
   if labels is not None:
     labels = np.resize(np.asarray(labels, np.int32), num_batches * batch_size)
   batches = [fetch(sample(run.state, jax.random.fold_in(key, i), batch_size,

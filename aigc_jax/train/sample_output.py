@@ -9,15 +9,16 @@ import numpy as np
 from aigc_jax.data.image_grid import make_grid, save_png, to_unit_range
 from aigc_jax.data.images import ImageSpec
 from aigc_jax.data.text import TextSpec
-from aigc_jax.data.training_split import cluster_labels
+from aigc_jax.data.training_split import cluster_labels, clusters_per_class
 from aigc_jax.train.family import is_conditional
 from aigc_jax.train.metric_writer import MetricWriter
 
 
 def grid_columns(config, spec: ImageSpec | TextSpec) -> int | None:
   """One column per class for conditional models (they sample labels 0, 1, ..., K-1, 0, ...);
-  a square grid for the rest, and for models conditioned on clusters instead of classes."""
-  if is_conditional(config) and not cluster_labels(config):
+  a square grid for the rest, and for models conditioned on clusters (of all images or of
+  each class) instead of classes."""
+  if is_conditional(config) and not (cluster_labels(config) or clusters_per_class(config)):
     return spec.num_classes
   return None
 

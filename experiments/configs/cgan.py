@@ -4,7 +4,8 @@
   python -m experiments.sample --workdir=runs/cgan --label=7 --num_samples=64 --output=s.npy
 Variants: mnist (default), fashion_mnist, cifar10 and tiny use the DCGAN backbone of
 dcgan.py; mlp_mnist uses the MLP GAN backbone of mlp_gan.py; mnist_dp is mnist sized for
-private training (--config.dp.epsilon=E; docs/privacy.md). Every GAN option applies.
+private training (--config.dp.epsilon=E; docs/privacy.md). fashion_mnist conditions on 5
+k-means clusters within each class (data.clusters_per_class). Every GAN option applies.
 """
 
 from ml_collections import ConfigDict
@@ -22,7 +23,12 @@ def get_config(variant: str = "mnist") -> ConfigDict:
     return config
   if variant == "mnist_dp":
     return private_cgan(dcgan.get_config("mnist", conditional=True))
-  return dcgan.get_config(variant, conditional=True)
+  config = dcgan.get_config(variant, conditional=True)
+  if variant == "fashion_mnist":
+    # G and D see each class as 5 k-means clusters of its images; samples still ask for
+    # classes. 8,000 steps, seed 0, on the CPU: FID 1.64 -> 1.04 (floor 0.28; docs/gan.md).
+    config.data.clusters_per_class = 5
+  return config
 
 
 def private_cgan(config: ConfigDict) -> ConfigDict:
