@@ -11,10 +11,10 @@ import jax
 import ml_collections
 import numpy as np
 
+from aigc_jax.data.clusters import draw_fine
 from aigc_jax.data.image_grid import to_unit_range
 from aigc_jax.data.sources import spec_from_json
 from aigc_jax.data.text import TextSpec
-from aigc_jax.data.clusters import draw_fine
 from aigc_jax.data.training_split import class_shares, clusters_per_class
 from aigc_jax.errors import InvalidInputError, MissingInputError
 from aigc_jax.models.decoding import continuations, generate_ensemble
