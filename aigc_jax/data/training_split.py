@@ -215,9 +215,9 @@ def prepared_split(config: ml_collections.ConfigDict, data: ImageData | TextData
 
 def training_split(config: ml_collections.ConfigDict, data: ImageData | TextData,
                    workdir: str | None = None, log=print) -> ImageData | TextData:
-  """`prepared_split`, then only `data.subset` of it when set, then labelled by clusters
-  when `data.cluster_labels` is; saves the ground truth and the subset's member ids
-  (MEMBERS_FILE) in `workdir`."""
+  """`prepared_split`, then only `data.subset` of it when set, then labelled by k-means
+  clusters when `data.cluster_labels` or `data.clusters_per_class` is; saves the ground
+  truth and the subset's member ids (MEMBERS_FILE) in `workdir`."""
   data = prepared_split(config, data, workdir, log)
   size = config.data.get("subset", 0)  # .get: runs saved before the key existed.
   if size:
@@ -236,7 +236,8 @@ def relabelled_by_clusters(config: ml_collections.ConfigDict, data: ImageData | 
                            log=print) -> ImageData | TextData:
   """`data` labelled by k-means clusters as data.cluster_labels or
   data.clusters_per_class asks (clusters.py); as it is if neither is set."""
-  keys = {key: config.data.get(key, 0) for key in ("cluster_labels", "clusters_per_class")}
+  keys = {"cluster_labels": cluster_labels(config),
+          "clusters_per_class": clusters_per_class(config)}
   asked = {key: value for key, value in keys.items() if value}
   if not asked:
     return data
