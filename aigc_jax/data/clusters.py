@@ -68,8 +68,8 @@ def kmeans_clusters(images: np.ndarray, num_clusters: int, seed: int = 0,
   Deterministic for a seed on a given machine; another backend may sum in another order
   and move a few boundary images."""
   if not 1 <= num_clusters <= len(images):
-    raise InvalidInputError(f"data.cluster_labels={num_clusters} asks for more clusters than "
-                            f"there are images ({len(images)}); give 1..{len(images)}.")
+    raise InvalidInputError(f"{num_clusters} k-means clusters of {len(images)} images: "
+                            f"give 1..{len(images)} (data.cluster_labels).")
   points = jnp.asarray(images.reshape(len(images), -1), jnp.float32) / 255.0
   key = jax.random.fold_in(jax.random.key(seed), CLUSTER_STREAM)
   return np.asarray(_kmeans(points, key, num_clusters, iterations), np.int32)
