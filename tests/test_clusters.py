@@ -123,6 +123,7 @@ def test_a_gan_on_fine_labels_is_asked_for_classes(image_folder, tmp_path):
   train_and_evaluate(config, workdir)
   run = restore_run(workdir)
   assert run.spec.num_classes == 4 and class_count(run) == 2  # 2 clusters of 2 classes.
+  assert grid_columns(config, run.spec) is None  # The grid cycles fine labels, not classes.
   assert set(requested_labels(run, 6, balanced=True)) == {0, 1}
   with pytest.raises(InvalidInputError, match="classes 0..1"):
     requested_labels(run, 4, label=2)
