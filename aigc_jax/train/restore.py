@@ -45,9 +45,10 @@ class RestoredRun:
     return self.family.build_model(self.config, self.spec)
 
   @functools.cached_property
-  def fine_shares(self) -> np.ndarray:
-    """A run on fine labels (data.clusters_per_class): each one's share of its training
-    split, by which a class asked for is drawn as one of its clusters."""
+  def label_shares(self) -> np.ndarray:
+    """Each label's share of the training split as the model saw it (classes, or the
+    k-means clusters it trained on instead), computed once per run: clustering the split
+    again for every draw would repeat seconds of k-means."""
     return class_shares(self.config)
 
   @functools.cached_property
@@ -118,8 +119,9 @@ def requested_labels(run: RestoredRun, num_samples: int, label: int | None = Non
   if label is not None:
     return np.full((num_samples,), label, np.int32)
   if not balanced and (prior or run.config.sample_labels) == "data":
-    return labels_in_shares(num_samples, class_shares(
-        run.config, clusters=not clusters_per_class(run.config)))
+    shares = (class_shares(run.config, clusters=False) if clusters_per_class(run.config)
+              else run.label_shares)
+    return labels_in_shares(num_samples, shares)
   return np.asarray(balanced_labels(num_samples, num_classes), np.int32)
 
 
@@ -136,7 +138,7 @@ def generate_images(run: RestoredRun, num_samples: int, seed: int = 0,
   key = jax.random.key(seed)
   num_batches = -(-num_samples // batch_size)
   if labels is not None and clusters_per_class(run.config):
-    labels = draw_fine(labels, run.fine_shares, clusters_per_class(run.config), seed)
+    labels = draw_fine(labels, run.label_shares, clusters_per_class(run.config), seed)
   if labels is not None:
     labels = np.resize(np.asarray(labels, np.int32), num_batches * batch_size)
   batches = [fetch(sample(run.state, jax.random.fold_in(key, i), batch_size,
