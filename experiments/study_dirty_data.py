@@ -8,8 +8,9 @@ on the dirty split at every --seeds, run experiments.clean_data on it once (imag
 the first seed's dirty VAE's ELBO as an outlier score), train again without the excluded
 ids at every seed, and evaluate every run with experiments.evaluate. The dirty split is
 the same for every seed (data.corrupt_seed stays 0), so the seeds measure training noise.
-Then generate-filter-retrain: a classifier on --augment_real labelled images, with and
-without the clean cGAN's samples, filtered or not.
+Then generate-filter-retrain (experiments/generate_filter_retrain.py): a classifier on
+--augment_real labelled images, with and without the samples of the clean cGAN of every
+seed, filtered or not.
 Every step is the ordinary CLI run as a subprocess (listed in WORKDIR/commands.sh); a step
 whose output exists is skipped, so a killed study resumes where it stopped.
 Writes WORKDIR/study.csv (one row per run), study.md (mean and range over the seeds, and
@@ -23,13 +24,9 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 from absl import app, flags, logging
 
 from aigc_jax.data.corrupt import parse_spec
-from aigc_jax.data.sources import load_split
-from aigc_jax.quality.augmentation import augmentation_accuracies, balanced_subset
-from aigc_jax.train.restore import generate_images, restore_run
 from experiments import cli
 from experiments.study_plan import CLEAN_CONFIGS, MODELS, VARIANTS, model_flags
 from experiments.study_report import (corruption_spec, save_plots, study_row, summarise,
@@ -149,11 +146,13 @@ def main(argv):
   for data_kind, case, rate, spec in study_cases(budget):
     rows += run_case(case, rate, spec, data_kind, budget, root, commands)
     write_csv(os.path.join(root, "study.csv"), rows)
-    if data_kind == "images" and rate == 0 and not os.path.exists(augmentation_path):
-      augmentation = generate_filter_retrain(
-          os.path.join(root, "images_rate_0", f"cgan_dirty_seed{training_seeds()[0]}"), budget)
-      with open(augmentation_path, "w") as f:
-        json.dump(augmentation, f, indent=2)
+    if data_kind == "images" and rate == 0:
+      generators = [f"--generator={root}/images_rate_0/cgan_dirty_seed{seed}"
+                    for seed in training_seeds()]
+      run_step(["experiments.generate_filter_retrain", *generators,
+                f"--output={augmentation_path}", f"--real_examples={_AUGMENT_REAL.value}",
+                f"--num_samples={budget['augment_samples']}",
+                f"--min_confidence={_MIN_CONFIDENCE.value}"], augmentation_path, commands)
   summary = summarise(rows)
   tables = summary_table(summary) + "\nShare of the damage won back:\n\n" + won_back_table(
       won_back(summary))
@@ -164,18 +163,7 @@ def main(argv):
   print(tables)
   if os.path.exists(augmentation_path):
     with open(augmentation_path) as f:
-      cli.print_report({"augmentation": json.load(f)})
-
-
-def generate_filter_retrain(cgan_dir: str, budget: dict) -> dict:
-  """The augmentation experiment with the cGAN trained on clean MNIST."""
-  run = restore_run(cgan_dir)
-  train, test = load_split(run.config.data.name, "train"), load_split(run.config.data.name, "test")
-  real = balanced_subset(train, _AUGMENT_REAL.value, seed=0)
-  labels = np.arange(budget["augment_samples"]) % train.num_classes
-  samples = generate_images(run, len(labels), seed=1, labels=labels)
-  return augmentation_accuracies(real, test, samples, labels, epochs=20,
-                                 min_confidence=_MIN_CONFIDENCE.value, log=logging.info)
+      cli.print_report({"augmentation": json.load(f)["summary"]})
 
 
 if __name__ == "__main__":

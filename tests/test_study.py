@@ -1,13 +1,19 @@
 """The dirty-data study's pieces: specs, rows, tables, plots, generate-filter-retrain."""
 
 import csv
+import json
+import subprocess
 
 import numpy as np
 
 from aigc_jax.data.corrupt import parse_spec
 from aigc_jax.data.images import ImageData
 from aigc_jax.quality import augmentation
+from aigc_jax.train.loop import train_and_evaluate
 from experiments import study_plan, study_report
+from experiments.configs import cgan
+from tests.conftest import REPO_ROOT
+from tests.test_cli import command
 
 
 def test_rate_is_spread_evenly_over_the_kinds():
@@ -93,6 +99,41 @@ def test_generate_filter_retrain_filters_mislabelled_samples():
   assert report["accuracy_real"] > 0.9
   assert 0.2 < report["kept_share"] <= 0.25  # At most the correctly labelled quarter.
   assert report["accuracy_real_plus_generated"] < 0.5 < report["accuracy_real_plus_filtered"]
+
+
+def _tiny_cgan(image_folder, workdir, seed, conditional=True):
+  config = cgan.get_config("tiny")
+  config.data.name, config.data.image_folder = "image_folder", image_folder
+  config.data.eval_split = config.data.test_split = "train"  # The folder has one split.
+  config.seed, config.model.conditional = seed, conditional
+  train_and_evaluate(config, workdir)
+  return workdir
+
+
+def test_generate_filter_retrain_command_reports_every_generator_and_their_range(
+    image_folder, tmp_path):
+  generators = [_tiny_cgan(image_folder, str(tmp_path / f"gan{seed}"), seed) for seed in (0, 1)]
+  output = tmp_path / "augmentation.json"
+  result = subprocess.run(
+      command("experiments.generate_filter_retrain", *[f"--generator={g}" for g in generators],
+              f"--output={output}", "--real_examples=10", "--num_samples=20", "--epochs=3"),
+      cwd=REPO_ROOT, capture_output=True, text=True)
+  assert result.returncode == 0, result.stderr[-3000:]
+  report = json.loads(output.read_text())
+  assert [r["generator"] for r in report["generators"]] == generators
+  assert all(r["real_examples"] == 10 and r["generated_examples"] == 20
+             for r in report["generators"])
+  # The real subset and the classifiers' seeds do not depend on the generator.
+  assert report["generators"][0]["accuracy_real"] == report["generators"][1]["accuracy_real"]
+  shares = [r["kept_share"] for r in report["generators"]]
+  assert report["summary"]["kept_share"] == {"mean": np.mean(shares), "lo": min(shares),
+                                             "hi": max(shares)}
+  unconditional = _tiny_cgan(image_folder, str(tmp_path / "uncond"), 0, conditional=False)
+  result = subprocess.run(
+      command("experiments.generate_filter_retrain", f"--generator={unconditional}",
+              f"--output={tmp_path / 'no.json'}"), cwd=REPO_ROOT, capture_output=True, text=True)
+  assert result.returncode != 0 and "unconditional" in result.stderr
+  assert not (tmp_path / "no.json").exists()
 
 
 def test_study_cgan_keeps_the_settings_its_tables_were_measured_with():
