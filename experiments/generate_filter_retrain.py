@@ -7,8 +7,9 @@ For each --generator (a conditional run's folder), three classifiers are trained
 on the run's test split: one on --real_examples balanced real training images, one on those
 plus --num_samples balanced samples, one on those plus only the samples the first classifier
 assigns to their requested class with p >= --min_confidence. The real subset and the
-classifiers' seeds are the same for every generator, so several generators of one recipe
-(different training seeds) measure how much the answer depends on the generator's seed;
+classifiers' seeds (--seed) are the same for every generator, so several generators of one
+recipe (different training seeds) measure how much the answer depends on the generator's
+seed, and a rerun at another --seed how much it depends on the subset and the classifiers;
 the report gives each generator's accuracies and, per accuracy, their mean and range.
 """
 
@@ -30,6 +31,7 @@ _REAL = flags.DEFINE_integer("real_examples", 1000, "Labelled real training imag
 _NUM = flags.DEFINE_integer("num_samples", 10_000, "Generated images per generator.",
                             lower_bound=1)
 _MIN_CONFIDENCE = flags.DEFINE_float("min_confidence", 0.9, "Quality filter threshold.")
+_SEED = flags.DEFINE_integer("seed", 0, "Draws the real subset and seeds the classifiers.")
 _EPOCHS = flags.DEFINE_integer("epochs", 20, "Epochs over the real images (the larger sets get "
                                "as many steps).", lower_bound=1)
 flags.mark_flags_as_required(["generator", "output"])
@@ -44,10 +46,11 @@ def one_generator(workdir: str) -> dict:
   train = config_split(run.config, run.config.data.split)
   test = config_split(run.config, run.config.data.test_split)
   samples = generate_images(run, len(labels), seed=1, labels=labels)
-  report = augmentation_accuracies(balanced_subset(train, _REAL.value, seed=0), test, samples,
-                                   labels, epochs=_EPOCHS.value,
-                                   min_confidence=_MIN_CONFIDENCE.value, log=logging.info)
-  return {"generator": workdir, "step": run.step, **report}
+  real = balanced_subset(train, _REAL.value, seed=_SEED.value)
+  report = augmentation_accuracies(real, test, samples, labels, epochs=_EPOCHS.value,
+                                   min_confidence=_MIN_CONFIDENCE.value, seed=_SEED.value,
+                                   log=logging.info)
+  return {"generator": workdir, "step": run.step, "seed": _SEED.value, **report}
 
 
 def summary(reports: list[dict]) -> dict:

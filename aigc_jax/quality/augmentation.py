@@ -43,11 +43,13 @@ def _with(real: ImageData, images: np.ndarray, labels: np.ndarray) -> ImageData:
 
 def augmentation_accuracies(real: ImageData, test: ImageData, samples: np.ndarray,
                             sample_labels: np.ndarray, *, epochs: int, min_confidence: float,
-                            log=print) -> dict:
-  """Test accuracy of the three classifiers; epochs apply to `real`, and the larger sets
-  get proportionally fewer so every classifier takes about the same number of steps."""
-  settings = ClassifierSettings(epochs=epochs)
-  scaled = lambda n: dataclasses.replace(settings, epochs=max(1, round(epochs * len(real.images) / n)))
+                            seed: int = 0, log=print) -> dict:
+  """Test accuracy of the three classifiers (each initialised and shuffled by `seed`);
+  epochs apply to `real`, and the larger sets get proportionally fewer so every
+  classifier takes about the same number of steps."""
+  settings = ClassifierSettings(epochs=epochs, seed=seed)
+  scaled = lambda n: dataclasses.replace(settings,
+                                         epochs=max(1, round(epochs * len(real.images) / n)))
   model, params = train_classifier(real, settings, log)
   report = {"real_examples": len(real.images), "generated_examples": len(samples),
             "min_confidence": min_confidence, "accuracy_real": accuracy(model, params, test)}
