@@ -119,8 +119,9 @@ def requested_labels(run: RestoredRun, num_samples: int, label: int | None = Non
   if label is not None:
     return np.full((num_samples,), label, np.int32)
   if not balanced and (prior or run.config.sample_labels) == "data":
-    shares = (class_shares(run.config, clusters=False) if clusters_per_class(run.config)
-              else run.label_shares)
+    # A run on fine labels (class * per_class + cluster) is asked for classes: each
+    # class's share is the sum of its clusters' shares.
+    shares = run.label_shares.reshape(num_classes, -1).sum(axis=1)
     return labels_in_shares(num_samples, shares)
   return np.asarray(balanced_labels(num_samples, num_classes), np.int32)
 
