@@ -37,6 +37,14 @@ def write_image_folder(root: str, num_classes: int = 2, per_class: int = 16,
   return root
 
 
+def on_image_folder(config, image_folder: str):
+  """`config` reading a fake image folder; the folder has one split, so evaluation and
+  the test metrics read `train` too."""
+  config.data.name, config.data.image_folder = "image_folder", image_folder
+  config.data.eval_split = config.data.test_split = "train"
+  return config
+
+
 @pytest.fixture(scope="session")
 def image_folder(tmp_path_factory) -> str:
   return write_image_folder(str(tmp_path_factory.mktemp("image_folder")))

@@ -17,7 +17,7 @@ from aigc_jax.train.loop import train_and_evaluate
 from aigc_jax.train.metric_writer import read_metrics
 from experiments import cli
 from experiments.configs import cgan
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, on_image_folder
 
 MLP_GAN = "experiments/configs/mlp_gan.py"
 
@@ -196,9 +196,7 @@ def test_char_gpt_trains_and_continues_prompts_on_tiny_shakespeare(raw_data_dir,
 
 
 def test_evaluate_run_scores_gan_samples_in_a_saved_feature_space(image_folder, tmp_path):
-  config = cgan.get_config("tiny")
-  config.data.name, config.data.image_folder = "image_folder", image_folder
-  config.data.eval_split = config.data.test_split = "train"  # The folder has one split.
+  config = on_image_folder(cgan.get_config("tiny"), image_folder)
   workdir, classifier = str(tmp_path / "cgan"), str(tmp_path / "classifier")
   train_and_evaluate(config, workdir)
   options = EvalOptions(num_samples=40, classifier_dir=classifier)

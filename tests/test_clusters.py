@@ -16,6 +16,7 @@ from aigc_jax.train.loop import train_and_evaluate
 from aigc_jax.train.restore import class_count, generate_images, requested_labels, restore_run
 from aigc_jax.train.sample_output import grid_columns
 from experiments.configs import cgan, dcgan, vae
+from tests.conftest import on_image_folder
 
 
 def _blobs(per_blob=30, seed=0):
@@ -72,9 +73,8 @@ def test_cluster_labels_are_refused_where_evaluation_reads_real_labels():
 
 def test_a_self_conditioned_gan_trains_samples_and_is_scored_without_class_metrics(
     image_folder, tmp_path):
-  config = dcgan.self_conditioned(dcgan.get_config("tiny"), num_clusters=3)
-  config.data.name, config.data.image_folder = "image_folder", image_folder
-  config.data.eval_split = config.data.test_split = "train"
+  config = on_image_folder(dcgan.self_conditioned(dcgan.get_config("tiny"), num_clusters=3),
+                           image_folder)
   workdir = str(tmp_path / "gan")
   train_and_evaluate(config, workdir)
   with open(os.path.join(workdir, "config.json")) as f:
@@ -116,9 +116,8 @@ def test_clusters_of_all_images_and_within_classes_do_not_mix():
 
 
 def test_a_gan_on_fine_labels_is_asked_for_classes(image_folder, tmp_path):
-  config = cgan.get_config("tiny")
-  config.data.update(name="image_folder", image_folder=image_folder, eval_split="train",
-                     test_split="train", clusters_per_class=2)
+  config = on_image_folder(cgan.get_config("tiny"), image_folder)
+  config.data.clusters_per_class = 2
   workdir = str(tmp_path / "cgan")
   train_and_evaluate(config, workdir)
   run = restore_run(workdir)

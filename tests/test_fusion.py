@@ -17,7 +17,7 @@ from aigc_jax.quality.sample_filters import drs_accept, drs_scores, vote_accept
 from aigc_jax.train.loop import train_and_evaluate
 from aigc_jax.train.restore import generate_images, requested_labels, restore_run
 from experiments.configs import cgan, vae
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, on_image_folder
 from tests.test_cli import command
 
 
@@ -78,9 +78,7 @@ def test_judge_folds_are_disjoint_and_cover_the_split():
 
 
 def _folder_config(module, variant, image_folder, seed=0):
-  config = module.get_config(variant)
-  config.data.name, config.data.image_folder = "image_folder", image_folder
-  config.data.eval_split = config.data.test_split = "train"  # The folder has one split.
+  config = on_image_folder(module.get_config(variant), image_folder)
   config.seed = seed
   return config
 

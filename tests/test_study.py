@@ -12,7 +12,7 @@ from aigc_jax.quality import augmentation
 from aigc_jax.train.loop import train_and_evaluate
 from experiments import study_plan, study_report
 from experiments.configs import cgan
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, on_image_folder
 from tests.test_cli import command
 
 
@@ -102,9 +102,7 @@ def test_generate_filter_retrain_filters_mislabelled_samples():
 
 
 def _tiny_cgan(image_folder, workdir, seed, conditional=True):
-  config = cgan.get_config("tiny")
-  config.data.name, config.data.image_folder = "image_folder", image_folder
-  config.data.eval_split = config.data.test_split = "train"  # The folder has one split.
+  config = on_image_folder(cgan.get_config("tiny"), image_folder)
   config.seed, config.model.conditional = seed, conditional
   train_and_evaluate(config, workdir)
   return workdir
