@@ -124,6 +124,8 @@ def test_a_gan_on_fine_labels_is_asked_for_classes(image_folder, tmp_path):
   assert run.spec.num_classes == 4 and class_count(run) == 2  # 2 clusters of 2 classes.
   assert grid_columns(config, run.spec) is None  # The grid cycles fine labels, not classes.
   assert set(requested_labels(run, 6, balanced=True)) == {0, 1}
+  # The data prior draws classes (in their shares of the split: 16 images each), not clusters.
+  assert np.bincount(requested_labels(run, 32, prior="data")).tolist() == [16, 16]
   with pytest.raises(InvalidInputError, match="classes 0..1"):
     requested_labels(run, 4, label=2)
   assert generate_images(run, 4, labels=np.array([0, 1, 1, 0])).shape == (4, 8, 8, 1)
