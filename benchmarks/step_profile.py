@@ -25,6 +25,7 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
+from aigc_jax.data.images import model_inputs
 from aigc_jax.data.sources import config_split
 from aigc_jax.train.family import get_family
 from aigc_jax.train.rng import stream
@@ -73,8 +74,8 @@ def main(argv):
   data = config_split(config, config.data.split)
   rng = jax.random.key(config.seed)
   state = jax.jit(lambda r: family.create_state(config, r, data.spec))(stream(rng, "init"))
-  batch = jax.device_put(next(data.train_batches(global_batch=config.batch_size,
-                                                 seed=config.seed)))
+  batch = jax.device_put(model_inputs(next(data.train_batches(global_batch=config.batch_size,
+                                                              seed=config.seed))))
   # Compiled once, outside the trace; the same executable is run and read.
   step = jax.jit(family.make_train_step(config, data.spec), donate_argnums=0).lower(
       state, batch, rng).compile()

@@ -22,7 +22,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from aigc_jax.data.batching import stack_batches
-from aigc_jax.data.images import ImageData
+from aigc_jax.data.images import ImageData, model_inputs
 from aigc_jax.data.sources import config_split
 from aigc_jax.train import sharding
 from aigc_jax.train.family import get_family
@@ -84,7 +84,7 @@ def main(argv):
                       chunks), functools.partial(sharding.to_global, sharding=chunk_sharding))
 
   fixed = next(pipeline())
-  one_batch = jax.tree.map(lambda x: x[0], fixed)
+  one_batch = model_inputs(jax.tree.map(lambda x: x[0], fixed))
   flops = jax.jit(train_step).lower(state, one_batch, rng).compile().cost_analysis()["flops"]
   peak = matmul_peak_flops()
 

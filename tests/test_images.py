@@ -1,10 +1,12 @@
 """The tf.data pipeline: shapes, ranges, exact shuffling, determinism, resume, splitting."""
 
+import jax
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from aigc_jax.data.batching import local_batch_size, stack_batches
-from aigc_jax.data.images import ImageData, eval_batches, image_batches
+from aigc_jax.data.images import ImageData, eval_batches, image_batches, model_inputs
 
 
 def indexed_data(n: int = 48, shape=(4, 4, 1)) -> ImageData:
@@ -18,14 +20,21 @@ def take(iterator, k):
   return [next(iterator) for _ in range(k)]
 
 
-def test_batches_have_model_shapes_and_range():
+def test_batches_carry_stored_pixels_and_the_step_scales_them_to_the_model_range():
   batch = next(image_batches(indexed_data(), global_batch=8, seed=0))
-  assert batch["image"].shape == (8, 4, 4, 1) and batch["image"].dtype == np.float32
+  assert batch["image"].shape == (8, 4, 4, 1) and batch["image"].dtype == np.uint8
   assert batch["label"].shape == (8,) and batch["label"].dtype == np.int32
-  assert batch["image"].min() >= -1.0 and batch["image"].max() <= 1.0
-  # Pixels are the scaled label: 0 -> -1, 255 -> +1.
-  np.testing.assert_allclose(batch["image"][:, 0, 0, 0], batch["label"] / 127.5 - 1.0,
-                             rtol=1e-6)
+  np.testing.assert_array_equal(batch["image"][:, 0, 0, 0], batch["label"])
+  scaled = jax.jit(model_inputs)(batch)
+  assert scaled["image"].dtype == np.float32 and scaled["label"] is not None
+  # 0 -> -1, 255 -> +1, exactly as the float pipeline scaled them before.
+  np.testing.assert_array_equal(scaled["image"][:, 0, 0, 0],
+                                batch["label"].astype(np.float32) / np.float32(127.5) - 1)
+  every_value = np.arange(256, dtype=np.uint8).reshape(256, 1, 1, 1)
+  by_tf = tf.cast(every_value, tf.float32) / 127.5 - 1.0  # The earlier host-side scaling.
+  np.testing.assert_array_equal(jax.jit(model_inputs)({"image": every_value})["image"], by_tf)
+  floats = {"image": np.zeros((2, 4, 4, 1), np.float32)}
+  assert model_inputs(floats) is floats, "float (evaluation) batches pass unchanged"
 
 
 def test_each_epoch_is_a_permutation_and_epochs_differ():
