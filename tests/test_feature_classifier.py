@@ -68,12 +68,44 @@ def test_colour_images_get_the_batchnorm_network_and_it_saves_its_statistics(tmp
   assert set(variables) == {"params", "batch_stats"}
   assert fc.accuracy(model, variables, data) > 0.95
   card = {"dataset": "hues", "settings": {**settings.__dict__},
-          "fingerprint": fc.fingerprint(variables)}
+          "fingerprint": fc.fingerprint(variables, settings.flip_average)}
   fc.save(str(tmp_path), variables, card)
   loaded_model, loaded, _ = fc.load(str(tmp_path), 2, (8, 8, 3))
   np.testing.assert_allclose(fc.features_and_probs(loaded_model, loaded, data.images)[0],
                              fc.features_and_probs(model, variables, data.images)[0],
                              rtol=1e-5, atol=1e-6)
+
+
+def test_a_flip_averaged_network_cannot_tell_an_image_from_its_mirror(tmp_path):
+  """The same weights with and without flip averaging: the averaged network gives an
+  image and its mirror the same features and probabilities, the plain one does not,
+  training (which sees one view) is the same for both, and the two feature spaces have
+  different fingerprints."""
+  images = np.random.default_rng(0).integers(0, 256, (6, 8, 8, 3)).astype(np.uint8)
+  plain = fc.build(fc.dataclasses.replace(fc.COLOUR_SETTINGS, widths=(4, 8),
+                                          flip_average=False), 3)
+  averaged = plain.clone(flip_average=True)
+  variables = plain.init(jax.random.key(0), fc.to_model_range(images))
+  mirrors = images[:, :, ::-1]
+  for got, want in zip(fc.features_and_probs(averaged, variables, images),
+                       fc.features_and_probs(averaged, variables, mirrors)):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  plain_features = [fc.features_and_probs(plain, variables, x)[0] for x in (images, mirrors)]
+  assert not np.allclose(*plain_features, rtol=1e-3, atol=0)
+  np.testing.assert_allclose(fc.features_and_probs(averaged, variables, images)[0],
+                             0.5 * (plain_features[0] + plain_features[1]), rtol=1e-5,
+                             atol=1e-6)
+  x = fc.to_model_range(images)
+  train_out = [m.apply(variables, x, train=True, mutable=["batch_stats"])[0][1]
+               for m in (plain, averaged)]
+  np.testing.assert_array_equal(*train_out)
+  settings = fc.dataclasses.asdict(fc.dataclasses.replace(fc.COLOUR_SETTINGS, widths=(4, 8)))
+  plain_print = fc.fingerprint(variables)
+  assert fc.fingerprint(variables, flip_average=True) != plain_print
+  fc.save(str(tmp_path), variables, {"dataset": "x", "settings": settings,
+                                     "fingerprint": plain_print})
+  with pytest.raises(ValueError, match="fingerprint differs"):
+    fc.load(str(tmp_path), 3, (8, 8, 3))  # The card says flip-averaged: another space.
 
 
 def test_probabilities_undo_the_label_smoothing_the_head_was_trained_with():

@@ -13,7 +13,10 @@ undoes to read class probabilities.
   width: 3x3 conv, 2x2 average pool, BatchNorm, ReLU, 3x3 conv, BatchNorm, ReLU. Features
   are the global max over the last block's map. Average rather than max pooling inside
   the blocks, because XLA:CPU's max-pool gradient (select-and-scatter) cost more than the
-  convs here.
+  convs here. With `flip_average`, a trained network's features and logits are the mean
+  of the image's and its mirror image's: the network sees no difference between a scene
+  and its mirror, as the flips it was trained with say it should not, and CIFAR-10 test
+  accuracy rises by ~0.8 points for a second forward pass (docs/metrics.md).
 """
 
 from __future__ import annotations
@@ -54,11 +57,15 @@ class ColourClassifier(nn.Module):
   label_smoothing: float = 0.0
   # Logits are divided by this: a small head output early keeps SGD's first steps stable.
   logit_scale: float = 1 / 8
+  flip_average: bool = False  # Outside training: average over the image and its mirror.
 
   @nn.compact
   def __call__(self, images: jnp.ndarray, train: bool = False
                ) -> tuple[jnp.ndarray, jnp.ndarray]:
     norm = lambda: nn.BatchNorm(use_running_average=not train, momentum=0.9)
+    mirrored = self.flip_average and not train
+    if mirrored:  # One pass over both views; they are averaged at the end.
+      images = jnp.concatenate([images, images[:, :, ::-1]])
     x = nn.Dense(self.widths[0], use_bias=False)(space_to_depth(images))
     x = nn.relu(norm()(x))
     for width in self.widths:
@@ -66,4 +73,8 @@ class ColourClassifier(nn.Module):
       x = nn.relu(norm()(nn.avg_pool(x, (2, 2), (2, 2))))
       x = nn.relu(norm()(MatmulConv(width, (3, 3), use_bias=False)(x)))
     features = x.max(axis=(1, 2))
-    return features, nn.Dense(self.num_classes, use_bias=False)(features) * self.logit_scale
+    logits = nn.Dense(self.num_classes, use_bias=False)(features) * self.logit_scale
+    if mirrored:
+      features, logits = (0.5 * (both[:len(both) // 2] + both[len(both) // 2:])
+                          for both in (features, logits))
+    return features, logits
