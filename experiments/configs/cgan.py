@@ -2,10 +2,11 @@
 
   python -m experiments.train --config=experiments/configs/cgan.py:mnist --workdir=runs/cgan
   python -m experiments.sample --workdir=runs/cgan --label=7 --num_samples=64 --output=s.npy
-Variants: mnist (default), fashion_mnist, cifar10 and tiny use the DCGAN backbone of
-dcgan.py; mlp_mnist uses the MLP GAN backbone of mlp_gan.py; mnist_dp is mnist sized for
-private training (--config.dp.epsilon=E; docs/privacy.md). fashion_mnist conditions on 5
-k-means clusters within each class (data.clusters_per_class). Every GAN option applies.
+Variants: mnist (default), fashion_mnist, cifar10 (`colour_recipe`) and tiny use the DCGAN
+backbone of dcgan.py; mlp_mnist uses the MLP GAN backbone of mlp_gan.py; mnist_dp is mnist
+sized for private training (--config.dp.epsilon=E; docs/privacy.md). fashion_mnist
+conditions on 5 k-means clusters within each class (data.clusters_per_class). Every GAN
+option applies.
 """
 
 from ml_collections import ConfigDict
@@ -28,6 +29,24 @@ def get_config(variant: str = "mnist") -> ConfigDict:
     # G and D see each class as 5 k-means clusters of its images; samples still ask for
     # classes. 8,000 steps, seed 0, on the CPU: FID 1.64 -> 1.16 (floor 0.28; docs/gan.md).
     config.data.clusters_per_class = 5
+  if variant == "cifar10":
+    colour_recipe(config)
+  return config
+
+
+def colour_recipe(config: ConfigDict) -> ConfigDict:
+  """The digits' recipe (dcgan.digits_recipe) on the seed's CIFAR-10 widths: spectral norm
+  and the hinge loss in D, class-conditional BatchNorm in G, batch 64, Adam beta1 0 and
+  beta2 0.9, G averaged and learning rates falling to 0 over the second half. Without
+  D's BatchNorm the step runs ~340 images/s against the seed DCGAN's 180-205 on the
+  2-core CPU, so its 16,000 steps take ~51 minutes alone, less than the 57 the seed's
+  5,000 took: FID 4.2 against the seed's 22.2, class accuracy 0.66 (docs/results.md)."""
+  dcgan.digits_recipe(config)
+  config.model.g_widths = (256, 128, 64)
+  config.model.d_widths = (64, 128, 256)
+  config.num_steps = 16_000
+  config.sample_every = config.checkpoint_every = 2_000
+  config.ema_start = config.optimizer.decay_start = 8_000
   return config
 
 
