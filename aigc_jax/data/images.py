@@ -137,8 +137,9 @@ def image_batches(data: ImageData, *, global_batch: int, seed: int, start_step: 
   """Endless iterator of this process's batches, starting at global batch `start_step`.
 
   Yields {'image': uint8 (L, H, W, C) as stored, 'label': int32 (L,)} with
-  L = global_batch / process_count; the train step scales the pixels (`model_inputs`). Batches are built on tf.data's own threads and
-  prefetched, so the training step never waits on them. `balance` against unequal classes:
+  L = global_batch / process_count; the train step scales the pixels (`model_inputs`).
+  Batches are built on tf.data's own threads and prefetched, so the training step never
+  waits on them. `balance` against unequal classes:
   'resample' gives every class an equal share of each epoch (`balanced_slots`); 'reweight'
   adds 'weight' (L,), the example's `class_weights`, for the losses to scale by.
 
