@@ -26,7 +26,8 @@ def test_batches_carry_stored_pixels_and_the_step_scales_them_to_the_model_range
   assert batch["label"].shape == (8,) and batch["label"].dtype == np.int32
   np.testing.assert_array_equal(batch["image"][:, 0, 0, 0], batch["label"])
   scaled = jax.jit(model_inputs)(batch)
-  assert scaled["image"].dtype == np.float32 and scaled["label"] is not None
+  assert scaled["image"].dtype == np.float32
+  np.testing.assert_array_equal(scaled["label"], batch["label"])
   # 0 -> -1, 255 -> +1, exactly as the float pipeline scaled them before.
   np.testing.assert_array_equal(scaled["image"][:, 0, 0, 0],
                                 batch["label"].astype(np.float32) / np.float32(127.5) - 1)

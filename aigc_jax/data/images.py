@@ -63,6 +63,8 @@ class ImageData:
     return eval_batches(self, **kwargs)
 
 
+# Stored pixel p as a model sees it, p / 127.5 - 1 in float32: the one scaling of every
+# training, evaluation and feature-network batch.
 PIXEL_VALUES = np.arange(256, dtype=np.float32) / np.float32(127.5) - np.float32(1)
 
 
@@ -193,7 +195,7 @@ def eval_batches(data: ImageData, *, global_batch: int, process_index: int = 0,
     idx = start + process_index * local + np.arange(local)
     mask = (idx < num_examples).astype(np.float32)
     idx = np.minimum(idx, num_examples - 1)
-    yield {"image": data.images[idx].astype(np.float32) / 127.5 - 1.0,
+    yield {"image": PIXEL_VALUES[data.images[idx]],
            "label": data.labels[idx], "mask": mask}
 
 

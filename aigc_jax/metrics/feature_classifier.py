@@ -29,7 +29,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
-from aigc_jax.data.images import ImageData
+from aigc_jax.data.images import PIXEL_VALUES, ImageData
 from aigc_jax.errors import InvalidInputError, MissingInputError
 from aigc_jax.metrics.feature_networks import ColourClassifier, ConvClassifier
 from aigc_jax.train.checkpoint import with_shardings
@@ -102,7 +102,7 @@ def augmented(images: jnp.ndarray, key: jax.Array) -> jnp.ndarray:
 
 
 def to_model_range(images_uint8: np.ndarray) -> np.ndarray:
-  return images_uint8.astype(np.float32) / 127.5 - 1.0
+  return PIXEL_VALUES[images_uint8]
 
 
 def train_classifier(data: ImageData, settings: ClassifierSettings = ClassifierSettings(),
