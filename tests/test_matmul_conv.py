@@ -2,9 +2,11 @@
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from aigc_jax.errors import InvalidInputError
 from aigc_jax.models.matmul_conv import (MatmulConv, MatmulConvTranspose, all_taps_at_once,
                                          concatenated_taps)
 
@@ -62,3 +64,57 @@ def test_each_layer_takes_the_form_that_moves_less_memory():
   # concatenates its taps' inputs; wider inputs take one matmul per tap.
   assert concatenated_taps((2, 2, 4, 64)) and concatenated_taps((2, 2, 12, 64))
   assert not concatenated_taps((2, 2, 256, 128))
+
+
+def relative_error(got, want) -> float:
+  return float(np.linalg.norm(np.ravel(got) - np.ravel(want)) / np.linalg.norm(np.ravel(want)))
+
+
+# Every form: per-tap and all-taps transposed convs, concatenated and per-tap convs.
+BF16_CASES = [(MatmulConvTranspose, nn.ConvTranspose, 4, (2, 7, 7, 16)),
+              (MatmulConvTranspose, nn.ConvTranspose, 1, (2, 7, 7, 64)),
+              (MatmulConv, nn.Conv, 16, (2, 28, 28, 1)),
+              (MatmulConv, nn.Conv, 4, (2, 8, 8, 8))]
+
+
+@pytest.mark.parametrize("ours,reference,features,shape", BF16_CASES)
+def test_bfloat16_operands(ours, reference, features, shape):
+  x = jax.random.normal(jax.random.key(1), shape)
+  module = ours(features, (4, 4), (2, 2), operands="bfloat16")
+  flax_module = reference(features, (4, 4), (2, 2))
+  params = flax_module.init(jax.random.key(0), x)
+  rounded = lambda tree: jax.tree.map(lambda a: a.astype(jnp.bfloat16).astype(jnp.float32), tree)
+  # The products of bf16-rounded operands, summed in float32; the result stays float32.
+  y = module.apply(params, x)
+  assert y.dtype == jnp.float32
+  np.testing.assert_allclose(y, flax_module.apply(rounded(params), rounded(x)),
+                             rtol=1e-5, atol=1e-5)
+  # Gradients (the output gradient is rounded too) within bf16's rounding of float32's.
+  loss = lambda m: lambda p, x: (m.apply(p, x) ** 2).sum()
+  got = jax.jit(jax.grad(loss(module), argnums=(0, 1)))(params, x)
+  want = jax.grad(loss(flax_module), argnums=(0, 1))(params, x)
+  for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    assert g.dtype == jnp.float32 and relative_error(g, w) < 1e-2
+
+
+@pytest.mark.parametrize("ours,reference", [(MatmulConv, nn.Conv),
+                                            (MatmulConvTranspose, nn.ConvTranspose)])
+def test_bfloat16_operands_take_gradient_penalties(ours, reference):
+  # R1 differentiates the bf16 backward pass again; XLA must still compile its dots.
+  x = jax.random.normal(jax.random.key(2), (2, 8, 8, 16))
+  params = reference(8, (4, 4), (2, 2)).init(jax.random.key(0), x)
+
+  def penalty_grads(module):
+    input_grad = jax.grad(lambda p, x: (module.apply(p, x) ** 2).sum(), argnums=1)
+    return jax.jit(jax.grad(lambda p: (input_grad(p, x) ** 2).sum()))(params)
+
+  got = penalty_grads(ours(8, (4, 4), (2, 2), operands="bfloat16"))
+  want = penalty_grads(reference(8, (4, 4), (2, 2)))
+  for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    assert relative_error(g, w) < 2e-2
+
+
+def test_unknown_operand_dtype_is_named():
+  with pytest.raises(InvalidInputError, match="float16.*bfloat16"):
+    MatmulConv(4, (4, 4), (2, 2), operands="float16").init(jax.random.key(0),
+                                                            np.zeros((1, 8, 8, 1)))

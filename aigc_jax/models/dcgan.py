@@ -53,6 +53,7 @@ class DCGANGenerator(nn.Module):
   # Share of the running statistics kept at each training-mode call; 0 makes them the
   # statistics of the batch just seen (gan.own_statistics measures G's that way).
   bn_momentum: float = _BN_MOMENTUM
+  conv_operands: str = "float32"  # MatmulConv.operands of the transposed convs.
 
   @nn.compact
   def __call__(self, z: jnp.ndarray, labels: jnp.ndarray | None = None,
@@ -79,7 +80,8 @@ class DCGANGenerator(nn.Module):
     x = norm(x.reshape((-1, start, start, widths[0])))  # (B, s, s, widths[0])
     for features, stride in zip((*widths[1:], channels), strides):
       x = MatmulConvTranspose(features, (4, 4), (stride, stride),
-                             use_bias=features == channels, kernel_init=_KERNEL_INIT)(x)
+                              use_bias=features == channels, kernel_init=_KERNEL_INIT,
+                              operands=self.conv_operands)(x)
       x = x if features == channels else norm(x)
     return jnp.tanh(x)  # (B, H, W, C)
 
@@ -92,6 +94,7 @@ class DCGANDiscriminator(nn.Module):
   norm: str = "batch"  # One of D_NORMS.
   negative_slope: float = 0.2
   batch_axis: str | None = None  # pmap axis over which BatchNorm statistics are taken.
+  conv_operands: str = "float32"  # MatmulConv.operands of the convs.
 
   @nn.compact
   def __call__(self, images: jnp.ndarray, labels: jnp.ndarray | None = None,
@@ -101,7 +104,7 @@ class DCGANDiscriminator(nn.Module):
     x = images
     for i, features in enumerate(self.widths):
       conv = MatmulConv(features, (4, 4), (2, 2), use_bias=self.norm != "batch" or i == 0,
-                     kernel_init=_KERNEL_INIT)
+                        kernel_init=_KERNEL_INIT, operands=self.conv_operands)
       x = normalized(conv, self.norm, train)(x)
       if self.norm == "batch" and i > 0:
         x = nn.BatchNorm(use_running_average=not train, momentum=_BN_MOMENTUM,

@@ -65,11 +65,12 @@ def build_models(config: ml_collections.ConfigDict, spec: ImageSpec
             MLPDiscriminator(tuple(m.d_hidden), m.negative_slope, num_classes, m.d_norm))
   if m.arch == "dcgan":
     axis = batch_axis(config)
+    operands = m.get("conv_operands", "float32")  # .get: runs saved before the key existed.
     return (DCGANGenerator(spec.image_shape, tuple(m.g_widths), num_classes, m.label_features,
-                           batch_axis=axis,
-                           # .get: runs saved before the key existed.
-                           conditional_norm=m.get("g_conditional_norm", False)),
-            DCGANDiscriminator(tuple(m.d_widths), num_classes, m.d_norm, batch_axis=axis))
+                           batch_axis=axis, conditional_norm=m.get("g_conditional_norm", False),
+                           conv_operands=operands),
+            DCGANDiscriminator(tuple(m.d_widths), num_classes, m.d_norm, batch_axis=axis,
+                               conv_operands=operands))
   raise InvalidInputError(f"Unknown GAN architecture model.arch='{m.arch}'; available: "
                           "'mlp', 'dcgan'.")
 
