@@ -181,8 +181,9 @@ COMBINATIONS = {
     "dcgan_cond_r1_gp_aug_l2": tiny(cgan, d_reg="r1,wgan_gp", g_l2=1e-3,
                                     diffaugment="color,translation,cutout"),
     "dcgan_cond_batchnorm_in_g": tiny(cgan, model={"g_conditional_norm": True}),
-    "dcgan_cond_hinge_r1_spectral_bf16_operands": tiny(
-        cgan, loss="hinge", d_reg="r1", model={"d_norm": "spectral", "conv_operands": "bfloat16"}),
+    "dcgan_cond_hinge_r1_spectral_bf16_operands": tiny(  # Widths that take bf16 (>= 64).
+        cgan, loss="hinge", d_reg="r1", model={"d_norm": "spectral", "conv_operands": "bfloat16",
+                                              "g_widths": (64, 64), "d_widths": (64, 64)}),
 }
 
 
@@ -216,12 +217,13 @@ def test_bfloat16_conv_operands_train_as_float32_does_up_to_rounding():
   batch = fake_batch()
   metrics = {}
   for operands in ("float32", "bfloat16"):
-    state, step, mesh = init(tiny(dcgan, model={"conv_operands": operands}))
+    state, step, mesh = init(tiny(dcgan, model={"conv_operands": operands, "g_widths": (64, 64),
+                                                "d_widths": (64, 64)}))
     _, metrics[operands] = jax.device_get(step(
         state, sharding.to_global(batch, sharding.batch_sharded(mesh)), jax.random.key(1)))
   # Losses within bf16's rounding; gradient norms a little wider (D's BatchNorm divides
-  # by the small batch's spread). Measured: 0.03 % and 1.1 %.
-  for name, tolerance in (("d_loss", 1e-3), ("g_loss", 1e-3), ("d_grad_norm", 3e-2),
+  # by the small batch's spread). Measured: 0.04-0.08 % and 0.07-0.3 %.
+  for name, tolerance in (("d_loss", 3e-3), ("g_loss", 3e-3), ("d_grad_norm", 3e-2),
                           ("g_grad_norm", 3e-2)):
     want, got = metrics["float32"][name], metrics["bfloat16"][name]
     assert got != want and abs(got - want) < tolerance * abs(want), (name, got, want)

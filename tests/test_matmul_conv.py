@@ -70,11 +70,13 @@ def relative_error(got, want) -> float:
   return float(np.linalg.norm(np.ravel(got) - np.ravel(want)) / np.linalg.norm(np.ravel(want)))
 
 
-# Every form: per-tap and all-taps transposed convs, concatenated and per-tap convs.
-BF16_CASES = [(MatmulConvTranspose, nn.ConvTranspose, 4, (2, 7, 7, 16)),
-              (MatmulConvTranspose, nn.ConvTranspose, 1, (2, 7, 7, 64)),
-              (MatmulConv, nn.Conv, 16, (2, 28, 28, 1)),
-              (MatmulConv, nn.Conv, 4, (2, 8, 8, 8))]
+# Every form in bf16 (both widths >= BF16_MIN_WIDTH): per-tap and all-taps transposed
+# convs (64 -> 64 per tap; 256 -> 4x4x4 at once), concatenated and per-tap convs (4x4
+# windows of 4 channels -> 64; 4 windows of 2x2x32 -> 64 each).
+BF16_CASES = [(MatmulConvTranspose, nn.ConvTranspose, 64, (2, 5, 5, 64)),
+              (MatmulConvTranspose, nn.ConvTranspose, 4, (2, 5, 5, 256)),
+              (MatmulConv, nn.Conv, 64, (2, 8, 8, 4)),
+              (MatmulConv, nn.Conv, 64, (2, 8, 8, 32))]
 
 
 @pytest.mark.parametrize("ours,reference,features,shape", BF16_CASES)
@@ -101,17 +103,26 @@ def test_bfloat16_operands(ours, reference, features, shape):
                                             (MatmulConvTranspose, nn.ConvTranspose)])
 def test_bfloat16_operands_take_gradient_penalties(ours, reference):
   # R1 differentiates the bf16 backward pass again; XLA must still compile its dots.
-  x = jax.random.normal(jax.random.key(2), (2, 8, 8, 16))
-  params = reference(8, (4, 4), (2, 2)).init(jax.random.key(0), x)
+  x = jax.random.normal(jax.random.key(2), (2, 8, 8, 64))
+  params = reference(64, (4, 4), (2, 2)).init(jax.random.key(0), x)
 
   def penalty_grads(module):
     input_grad = jax.grad(lambda p, x: (module.apply(p, x) ** 2).sum(), argnums=1)
     return jax.jit(jax.grad(lambda p: (input_grad(p, x) ** 2).sum()))(params)
 
-  got = penalty_grads(ours(8, (4, 4), (2, 2), operands="bfloat16"))
-  want = penalty_grads(reference(8, (4, 4), (2, 2)))
+  got = penalty_grads(ours(64, (4, 4), (2, 2), operands="bfloat16"))
+  want = penalty_grads(reference(64, (4, 4), (2, 2)))
   for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
     assert relative_error(g, w) < 2e-2
+
+
+def test_narrow_matmuls_keep_float32_operands():
+  # 1 -> 16 channels: the matmul is narrower than BF16_MIN_WIDTH, so the output is float32's.
+  x = jax.random.normal(jax.random.key(1), (2, 8, 8, 1))
+  params = MatmulConv(16, (4, 4), (2, 2)).init(jax.random.key(0), x)
+  np.testing.assert_array_equal(
+      MatmulConv(16, (4, 4), (2, 2), operands="bfloat16").apply(params, x),
+      MatmulConv(16, (4, 4), (2, 2)).apply(params, x))
 
 
 def test_unknown_operand_dtype_is_named():
