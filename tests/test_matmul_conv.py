@@ -39,6 +39,12 @@ def test_matches_flax(ours, reference, kernel, stride, shape):
                      reference(4, (kernel, kernel), (stride, stride)), x)
 
 
+def penalty_grads(module, params, x):
+  """What R1 and WGAN-GP take: the parameter gradient of a squared input gradient."""
+  input_grad = jax.grad(lambda p, x: (module.apply(p, x) ** 2).sum(), argnums=1)
+  return jax.jit(jax.grad(lambda p: (input_grad(p, x) ** 2).sum()))(params)
+
+
 @pytest.mark.parametrize("ours,reference", [(MatmulConv, nn.Conv),
                                             (MatmulConvTranspose, nn.ConvTranspose)])
 def test_gradient_penalties_match_flax(ours, reference):
@@ -46,12 +52,7 @@ def test_gradient_penalties_match_flax(ours, reference):
   # differentiable like autodiff's.
   x = jax.random.normal(jax.random.key(2), (2, 8, 8, 3))
   params = reference(4, (4, 4), (2, 2)).init(jax.random.key(0), x)
-
-  def penalty_grads(module):
-    input_grad = jax.grad(lambda p, x: (module.apply(p, x) ** 2).sum(), argnums=1)
-    return jax.grad(lambda p: (input_grad(p, x) ** 2).sum())(params)
-
-  got, want = (penalty_grads(m(4, (4, 4), (2, 2))) for m in (ours, reference))
+  got, want = (penalty_grads(m(4, (4, 4), (2, 2)), params, x) for m in (ours, reference))
   for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
     np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
 
@@ -105,13 +106,8 @@ def test_bfloat16_operands_take_gradient_penalties(ours, reference):
   # R1 differentiates the bf16 backward pass again; XLA must still compile its dots.
   x = jax.random.normal(jax.random.key(2), (2, 8, 8, 64))
   params = reference(64, (4, 4), (2, 2)).init(jax.random.key(0), x)
-
-  def penalty_grads(module):
-    input_grad = jax.grad(lambda p, x: (module.apply(p, x) ** 2).sum(), argnums=1)
-    return jax.jit(jax.grad(lambda p: (input_grad(p, x) ** 2).sum()))(params)
-
-  got = penalty_grads(ours(64, (4, 4), (2, 2), operands="bfloat16"))
-  want = penalty_grads(reference(64, (4, 4), (2, 2)))
+  got = penalty_grads(ours(64, (4, 4), (2, 2), operands="bfloat16"), params, x)
+  want = penalty_grads(reference(64, (4, 4), (2, 2)), params, x)
   for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
     assert relative_error(g, w) < 2e-2
 
