@@ -112,6 +112,23 @@ def test_bfloat16_operands_take_gradient_penalties(ours, reference):
     assert relative_error(g, w) < 2e-2
 
 
+@pytest.mark.parametrize("ours,reference,shape", [
+    (MatmulConv, nn.Conv, (3, 8, 8, 32)), (MatmulConvTranspose, nn.ConvTranspose, (3, 5, 5, 64))])
+def test_bfloat16_operands_give_per_example_gradients(ours, reference, shape):
+  # DP-SGD takes vmap(grad): the batched bf16 dots must still compile and be right.
+  x = jax.random.normal(jax.random.key(1), shape)
+  params = reference(64, (4, 4), (2, 2)).init(jax.random.key(0), x[:1])
+
+  def per_example_grads(module):
+    grad = jax.grad(lambda p, example: (module.apply(p, example[None]) ** 2).sum())
+    return jax.jit(jax.vmap(grad, in_axes=(None, 0)))(params, x)
+
+  got = per_example_grads(ours(64, (4, 4), (2, 2), operands="bfloat16"))
+  want = per_example_grads(reference(64, (4, 4), (2, 2)))
+  for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    assert g.shape[0] == shape[0] and relative_error(g, w) < 1e-2
+
+
 def test_narrow_matmuls_keep_float32_operands():
   # 1 -> 16 channels: the matmul is narrower than BF16_MIN_WIDTH, so the output is float32's.
   x = jax.random.normal(jax.random.key(1), (2, 8, 8, 1))
