@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from aigc_jax.errors import InvalidInputError
+from aigc_jax.models import matmul_conv
 from aigc_jax.models.matmul_conv import (MatmulConv, MatmulConvTranspose, all_taps_at_once,
                                          concatenated_taps)
 
@@ -127,6 +128,16 @@ def test_bfloat16_operands_give_per_example_gradients(ours, reference, shape):
   want = per_example_grads(reference(64, (4, 4), (2, 2)))
   for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
     assert g.shape[0] == shape[0] and relative_error(g, w) < 1e-2
+
+
+@pytest.mark.parametrize("rows", [12, 13])  # Blocks that divide the rows; a padded last one.
+@pytest.mark.parametrize("block_elements", [40, 2 ** 18])
+def test_bfloat16_weight_gradients_in_row_blocks(monkeypatch, rows, block_elements):
+  monkeypatch.setattr(matmul_conv, "TRANSPOSE_BLOCK_ELEMENTS", block_elements)
+  x, grad = (jax.random.normal(jax.random.key(k), (rows, width)) for k, width in [(0, 8), (1, 5)])
+  got = matmul_conv._blocked_weight_grad(x, grad, jnp.bfloat16)
+  rounded = lambda a: a.astype(jnp.bfloat16).astype(jnp.float32)
+  np.testing.assert_allclose(got, rounded(x).T @ rounded(grad), rtol=1e-5, atol=1e-5)
 
 
 def test_narrow_matmuls_keep_float32_operands():

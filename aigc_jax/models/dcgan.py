@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from aigc_jax.errors import InvalidInputError
 from aigc_jax.models.conditioning import (ConditionalBatchNorm, ProjectionHead,
                                           append_label_embedding, normalized)
+from aigc_jax.models.grouped_batch_norm import GroupedBatchNorm
 from aigc_jax.models.matmul_conv import MatmulConv, MatmulConvTranspose
 
 # Radford et al.: BatchNorm momentum as PyTorch's 0.1 update rate; N(0, 0.02) weights.
@@ -87,7 +88,11 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
-  """Maps images (B, H, W, C) [+ labels (B,)] to one real/fake logit each, shape (B,)."""
+  """Maps images (B, H, W, C) [+ labels (B,)] to one real/fake logit each, shape (B,).
+
+  `groups` > 1 splits the batch into that many equal consecutive parts that BatchNorm
+  normalises each on its own (the GAN step's real and fake halves; grouped_batch_norm.py).
+  """
 
   widths: Sequence[int] = (64, 128, 256)
   num_classes: int = 0
@@ -98,7 +103,7 @@ class DCGANDiscriminator(nn.Module):
 
   @nn.compact
   def __call__(self, images: jnp.ndarray, labels: jnp.ndarray | None = None,
-               train: bool = True) -> jnp.ndarray:
+               train: bool = True, groups: int = 1) -> jnp.ndarray:
     if self.norm not in D_NORMS:
       raise InvalidInputError(f"Unknown discriminator norm '{self.norm}'; choose from {D_NORMS}.")
     x = images
@@ -107,8 +112,8 @@ class DCGANDiscriminator(nn.Module):
                         kernel_init=_KERNEL_INIT, operands=self.conv_operands)
       x = normalized(conv, self.norm, train)(x)
       if self.norm == "batch" and i > 0:
-        x = nn.BatchNorm(use_running_average=not train, momentum=_BN_MOMENTUM,
-                         axis_name=self.batch_axis)(x)
+        x = GroupedBatchNorm(_BN_MOMENTUM, axis_name=self.batch_axis,
+                             name=f"BatchNorm_{i - 1}")(x, train, groups)
       x = nn.leaky_relu(x, self.negative_slope)
     x = x.reshape((x.shape[0], -1))  # (B, h*w*widths[-1])
     return ProjectionHead(self.num_classes, self.norm)(x, labels, train)

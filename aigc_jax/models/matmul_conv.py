@@ -84,6 +84,26 @@ def _rows_dot(a: jax.Array, b: jax.Array, dtype: jnp.dtype) -> jax.Array:
   return jnp.dot(a, b, preferred_element_type=jnp.float32)
 
 
+# Elements of a bf16 weight gradient's input transposed at once (1 MiB in float32):
+# XLA:CPU transposes a block that stays in cache ~3x faster than a long one, so x^T @ g
+# runs as a sum over row blocks (a (12544, 256) x (12544, 128) product: 14.4 ms in one
+# block, 4.6-5.7 ms in 8-16).
+TRANSPOSE_BLOCK_ELEMENTS = 2 ** 18
+
+
+def _blocked_weight_grad(x: jax.Array, grad: jax.Array, dtype: jnp.dtype) -> jax.Array:
+  """x^T @ grad for x (R, I), grad (R, O) as row-major `dtype` dots over blocks of rows."""
+  rows = x.shape[0]
+  needed = -(-rows * x.shape[1] // TRANSPOSE_BLOCK_ELEMENTS)
+  # Blocks that divide the rows where that costs at most twice the blocks; else zero rows
+  # (which add nothing to the product) pad the last block.
+  blocks = next((b for b in range(needed, 2 * needed + 1) if rows % b == 0), needed)
+  padding = ((0, -rows % blocks), (0, 0))
+  x = jnp.pad(x, padding).reshape(blocks, -1, x.shape[1])
+  grad = jnp.pad(grad, padding).reshape(blocks, -1, grad.shape[1])
+  return sum(_rows_dot(x[b].T, grad[b], dtype) for b in range(blocks))
+
+
 def _matmul(x: jax.Array, weight: jax.Array, dtype: jnp.dtype = jnp.float32) -> jax.Array:
   """(B, H, W, I) x (I, O) -> (B, H, W, O) as one 2-D matmul, operands rounded to `dtype`.
 
@@ -126,7 +146,8 @@ def _matmul_bwd(dtype, x_dtype, weight_dtype, residuals, grad):
   if dtype == jnp.float32:
     x_grad, weight_grad = jnp.dot(grad, weight.T), jnp.dot(x.T, grad)
   else:
-    x_grad, weight_grad = _rows_dot(grad, weight.T, dtype), _rows_dot(x.T, grad, dtype)
+    x_grad = _rows_dot(grad, weight.T, dtype)
+    weight_grad = _blocked_weight_grad(x, grad, dtype)
   return x_grad.reshape(shape).astype(x_dtype), weight_grad.astype(weight_dtype)
 
 

@@ -38,7 +38,10 @@ class MLPGenerator(nn.Module):
 
 
 class MLPDiscriminator(nn.Module):
-  """Maps images (B, H, W, C) [+ labels (B,)] to one real/fake logit each, shape (B,)."""
+  """Maps images (B, H, W, C) [+ labels (B,)] to one real/fake logit each, shape (B,).
+
+  `groups` is the DCGAN discriminator's interface; no layer here mixes examples.
+  """
 
   hidden: Sequence[int] = (512, 256, 128)
   negative_slope: float = 0.01
@@ -47,7 +50,8 @@ class MLPDiscriminator(nn.Module):
 
   @nn.compact
   def __call__(self, images: jnp.ndarray, labels: jnp.ndarray | None = None,
-               train: bool = True) -> jnp.ndarray:
+               train: bool = True, groups: int = 1) -> jnp.ndarray:
+    del groups
     x = images.reshape((images.shape[0], -1))  # (B, H*W*C)
     for width in self.hidden:
       x = nn.leaky_relu(normalized(nn.Dense(width), self.norm, train)(x), self.negative_slope)
