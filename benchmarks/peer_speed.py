@@ -1,16 +1,17 @@
 """Ours against a peer framework, alternated in the same minutes, as a ratio of images/s.
 
   AIGC_RAW_DATA_DIR=../shared/data python -m benchmarks.peer_speed --model=dcgan_mnist \
-      [--rounds=3] [--conv_operands=bfloat16]
+      [--rounds=3] [--operands=bfloat16]
 
 Each round runs `benchmarks.train_step_speed` on one of our configs (its full loop: the
 tf.data pipeline included) and then the same network in the peer framework in each of its
 variants, every one in a fresh process:
 - dcgan_mnist, dcgan_cifar10: the seed's DCGANs at batch 128 against PyTorch eager
-  (`benchmarks.torch_dcgan`) in NCHW and channels_last layouts; ours with float32 or
-  bfloat16 conv operands (`--conv_operands`, model.conv_operands), the peer in float32;
+  (`benchmarks.torch_dcgan`) in NCHW and channels_last layouts;
 - mlp_gan: `mlp_gan.py:mnist` at its defaults against Keras 3 on TensorFlow with XLA
   (`benchmarks.keras_mlp_gan`).
+Ours with float32 or bfloat16 matmul operands (`--operands`: model.conv_operands of the
+DCGANs, model.dense_operands of the MLP GAN), the peer in float32.
 A shared VM's speed drifts by tens of percent within minutes, so only figures from the
 same round are divided: the ratios are printed per round, then their range.
 """
@@ -48,8 +49,8 @@ MODELS = {
 }
 _MODEL = flags.DEFINE_enum("model", "dcgan_mnist", list(MODELS), "What to compare.")
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Alternations of ours and the peer's runs.")
-_CONV_OPERANDS = flags.DEFINE_enum("conv_operands", "float32", ["float32", "bfloat16"],
-                                   "Our DCGANs' model.conv_operands.")
+_OPERANDS = flags.DEFINE_enum("operands", "float32", ["float32", "bfloat16"],
+                              "Our matmul operands: model.conv_operands or dense_operands.")
 
 
 def images_per_second(module: str, args: list[str], pattern: str) -> float:
@@ -65,10 +66,8 @@ def images_per_second(module: str, args: list[str], pattern: str) -> float:
 def main(argv):
   del argv
   ours_args, peer_module, variants = MODELS[_MODEL.value]
-  if _MODEL.value.startswith("dcgan"):
-    ours_args = [*ours_args, f"--config.model.conv_operands={_CONV_OPERANDS.value}"]
-  elif _CONV_OPERANDS.value != "float32":
-    raise app.UsageError("--conv_operands applies to the DCGAN models only.")
+  key = "conv_operands" if _MODEL.value.startswith("dcgan") else "dense_operands"
+  ours_args = [*ours_args, f"--config.model.{key}={_OPERANDS.value}"]
   ratios = {name: [] for name in variants}
   for round_ in range(_ROUNDS.value):
     ours = images_per_second("benchmarks.train_step_speed", ours_args,

@@ -66,7 +66,8 @@ BF16_MIN_WIDTH = 64
 def operand_dtype(name: str) -> jnp.dtype:
   """The dtype a layer rounds its matmul operands to (products are summed in float32)."""
   if name not in OPERAND_DTYPES:
-    raise InvalidInputError(f"Unknown conv operand dtype {name!r}; choose from {OPERAND_DTYPES}.")
+    raise InvalidInputError(f"Unknown matmul operand dtype {name!r}; choose from "
+                            f"{OPERAND_DTYPES}.")
   return jnp.dtype(name)
 
 
@@ -118,6 +119,25 @@ def _matmul(x: jax.Array, weight: jax.Array, dtype: jnp.dtype = jnp.float32) -> 
   if min(weight.shape) < BF16_MIN_WIDTH:
     dtype = jnp.float32
   return _matmul_vjp(x, weight, jnp.dtype(dtype), x.dtype, weight.dtype)
+
+
+def operand_dot_general(name: str):
+  """A `dot_general` for nn.Dense whose (B, I) x (I, O) products take `name` operands.
+
+  bfloat16 sends them through `_matmul` (row-major bf16 dots, float32 sums, the same
+  width floor); any other contraction, and float32, is lax.dot_general's.
+  """
+  dtype = operand_dtype(name)
+  if dtype == jnp.float32:
+    return jax.lax.dot_general
+
+  def dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
+    if lhs.ndim != 2 or rhs.ndim != 2 or dimension_numbers != (((1,), (0,)), ((), ())):
+      return jax.lax.dot_general(lhs, rhs, dimension_numbers, precision=precision,
+                                 preferred_element_type=preferred_element_type)
+    return _matmul(lhs[:, None, None, :], rhs, dtype)[:, 0, 0, :]
+
+  return dot_general
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))

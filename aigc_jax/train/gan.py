@@ -60,9 +60,11 @@ def build_models(config: ml_collections.ConfigDict, spec: ImageSpec
                  ) -> tuple[nn.Module, nn.Module]:
   m, num_classes = config.model, num_label_classes(config, spec)
   if m.arch == "mlp":
+    operands = m.get("dense_operands", "float32")  # .get: runs saved before the key existed.
     return (MLPGenerator(spec.image_shape, tuple(m.g_hidden), m.negative_slope, num_classes,
-                         m.label_features),
-            MLPDiscriminator(tuple(m.d_hidden), m.negative_slope, num_classes, m.d_norm))
+                         m.label_features, dense_operands=operands),
+            MLPDiscriminator(tuple(m.d_hidden), m.negative_slope, num_classes, m.d_norm,
+                             dense_operands=operands))
   if m.arch == "dcgan":
     axis = batch_axis(config)
     operands = m.get("conv_operands", "float32")  # .get: runs saved before the key existed.
