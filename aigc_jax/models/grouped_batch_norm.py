@@ -3,12 +3,13 @@
 Why: the GAN step runs D on real and fake images as one batch of 2B, so each layer is one
 matmul over both. Run as a `vmap` over a (real, fake) pair axis instead, the weight
 gradients become batched matmuls plus a sum, which XLA:CPU runs slowly (with the MLP GAN's
-bf16 operands, one such gradient took 4.0 of the step's 16 ms). The DCGAN recipe still normalises the real and the fake batch each by
-its own statistics; `groups=2` keeps that: the batch is split into `groups` equal
-consecutive parts, each normalised by its own mean and variance, and the running
-statistics move by the mean of the groups' statistics -- what averaging the updates of a
-vmapped nn.BatchNorm gave. With groups=1 it is nn.BatchNorm (use_fast_variance), with the
-same parameter and statistic names, so checkpoints are interchangeable.
+bf16 operands, one such gradient took 4.0 of the step's 16 ms). The DCGAN recipe still
+normalises the real and the fake batch each by its own statistics; `groups=2` keeps that:
+the batch is split into `groups` equal consecutive parts, each normalised by its own mean
+and variance, and the running statistics move by the mean of the groups' statistics --
+what averaging the updates of a vmapped nn.BatchNorm gave. With groups=1 it is
+nn.BatchNorm (use_fast_variance), with the same parameter and statistic names, so
+checkpoints are interchangeable.
 """
 
 from __future__ import annotations
