@@ -1,7 +1,7 @@
 """Ours against a peer framework, alternated in the same minutes, as a ratio of images/s.
 
   AIGC_RAW_DATA_DIR=../shared/data python -m benchmarks.peer_speed --model=dcgan_mnist \
-      [--rounds=3] [--operands=bfloat16]
+      [--rounds=3] [--operands=float32]
 
 Each round runs `benchmarks.train_step_speed` on one of our configs (its full loop: the
 tf.data pipeline included) and then the same network in the peer framework in each of its
@@ -10,8 +10,9 @@ variants, every one in a fresh process:
   (`benchmarks.torch_dcgan`) in NCHW and channels_last layouts;
 - mlp_gan: `mlp_gan.py:mnist` at its defaults against Keras 3 on TensorFlow with XLA
   (`benchmarks.keras_mlp_gan`).
-Ours with float32 or bfloat16 matmul operands (`--operands`: model.conv_operands of the
-DCGANs, model.dense_operands of the MLP GAN), the peer in float32.
+Ours with the configs' matmul operands (`--operands`, model.conv_operands of the DCGANs,
+model.dense_operands of the MLP GAN: "auto", the default, is bf16 on a CPU with bf16
+matmul units), the peer in float32.
 A shared VM's speed drifts by tens of percent within minutes, so only figures from the
 same round are divided: the ratios are printed per round, then their range.
 """
@@ -49,7 +50,7 @@ MODELS = {
 }
 _MODEL = flags.DEFINE_enum("model", "dcgan_mnist", list(MODELS), "What to compare.")
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Alternations of ours and the peer's runs.")
-_OPERANDS = flags.DEFINE_enum("operands", "float32", ["float32", "bfloat16"],
+_OPERANDS = flags.DEFINE_enum("operands", "auto", ["auto", "float32", "bfloat16"],
                               "Our matmul operands: model.conv_operands or dense_operands.")
 
 

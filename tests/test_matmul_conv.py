@@ -153,3 +153,24 @@ def test_unknown_operand_dtype_is_named():
   with pytest.raises(InvalidInputError, match="float16.*bfloat16"):
     MatmulConv(4, (4, 4), (2, 2), operands="float16").init(jax.random.key(0),
                                                             np.zeros((1, 8, 8, 1)))
+
+
+def test_bf16_matmul_units_are_told_by_whole_cpu_flags():
+  assert matmul_conv.lists_bf16_matmul_units("flags\t\t: fpu sse avx512f amx_bf16 amx_tile\n")
+  assert matmul_conv.lists_bf16_matmul_units("flags : avx512f avx512_bf16\n")
+  assert not matmul_conv.lists_bf16_matmul_units("flags : avx512f avx512_vnni amx_int8\n")
+
+
+@pytest.mark.parametrize("backend,flags,expected", [
+    ("cpu", "flags : avx512f amx_bf16", jnp.bfloat16),
+    ("cpu", "flags : avx2 fma", jnp.float32),
+    ("gpu", "flags : avx512f amx_bf16", jnp.float32)])  # Accelerators keep their precision.
+def test_auto_operands_take_bf16_only_on_a_cpu_with_bf16_units(monkeypatch, backend, flags,
+                                                               expected):
+  monkeypatch.setattr(matmul_conv, "_cpuinfo", lambda: flags)
+  monkeypatch.setattr(jax, "default_backend", lambda: backend)
+  matmul_conv.auto_operands.cache_clear()
+  try:
+    assert matmul_conv.operand_dtype("auto") == expected
+  finally:
+    matmul_conv.auto_operands.cache_clear()  # The real machine's answer for later tests.
