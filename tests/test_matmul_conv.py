@@ -174,3 +174,25 @@ def test_auto_operands_take_bf16_only_on_a_cpu_with_bf16_units(monkeypatch, back
     assert matmul_conv.operand_dtype("auto") == expected
   finally:
     matmul_conv.auto_operands.cache_clear()  # The real machine's answer for later tests.
+
+
+def test_bfloat16_tap_products_share_a_backward_pass_with_the_same_gradients():
+  # All taps' gradients in two dots equal each tap's own bf16 matmul gradients (only the
+  # float32 summation order differs).
+  x = jax.random.normal(jax.random.key(0), (2, 3, 3, 64))
+  kernel = jax.random.normal(jax.random.key(1), (4, 4, 64, 96))
+  weights = jax.random.normal(jax.random.key(2), (16, 2, 3, 3, 96))
+
+  def loss(products):
+    return lambda x, kernel: sum(jnp.sum(w * p) for w, p in zip(weights, products(x, kernel)))
+
+  together = lambda x, k: matmul_conv._bf16_tap_products(x, k, jnp.dtype(jnp.bfloat16),
+                                                          x.dtype, k.dtype)
+  per_tap = lambda x, k: [matmul_conv._matmul(x, tap, jnp.bfloat16)
+                          for tap in k.reshape(16, 64, 96)]
+  np.testing.assert_allclose(jnp.stack(together(x, kernel)), jnp.stack(per_tap(x, kernel)),
+                             rtol=1e-6, atol=1e-6)
+  got = jax.grad(loss(together), argnums=(0, 1))(x, kernel)
+  want = jax.grad(loss(per_tap), argnums=(0, 1))(x, kernel)
+  for g, w in zip(got, want):
+    np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
