@@ -196,3 +196,25 @@ def test_bfloat16_tap_products_share_a_backward_pass_with_the_same_gradients():
   want = jax.grad(loss(per_tap), argnums=(0, 1))(x, kernel)
   for g, w in zip(got, want):
     np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("chunk_elements", [2 ** 21, 16_000])  # The batch at once; 2 chunks.
+def test_bfloat16_shifted_products_equal_the_per_window_matmuls(monkeypatch, chunk_elements):
+  # All taps' products at every input pixel, summed at shifted places, equal each window's
+  # bf16 matmul; so do the gradients, taken from the output gradient placed per tap.
+  monkeypatch.setattr(matmul_conv, "PRODUCT_CHUNK_ELEMENTS", chunk_elements)
+  x = jax.random.normal(jax.random.key(0), (4, 5, 5, 64))
+  taps = jax.random.normal(jax.random.key(1), (4, 64, 80))
+  weights = jax.random.normal(jax.random.key(2), (4, 4, 4, 80))
+  offsets = ((0, 0), (0, 1), (1, 0), (1, 1))
+  shifted = lambda x, taps: matmul_conv._bf16_shifted_products(
+      x, taps, jnp.dtype(jnp.bfloat16), offsets, (4, 4), x.dtype, taps.dtype)
+  windows = lambda x, taps: sum(matmul_conv._matmul(x[:, a:a + 4, c:c + 4], taps[k],
+                                                    jnp.bfloat16)
+                                for k, (a, c) in enumerate(offsets))
+  np.testing.assert_allclose(shifted(x, taps), windows(x, taps), rtol=1e-5, atol=1e-4)
+  loss = lambda products: lambda x, taps: jnp.sum(weights * products(x, taps))
+  got = jax.grad(loss(shifted), argnums=(0, 1))(x, taps)
+  want = jax.grad(loss(windows), argnums=(0, 1))(x, taps)
+  for g, w in zip(got, want):
+    np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)

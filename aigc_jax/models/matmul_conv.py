@@ -28,8 +28,9 @@ Elsewhere one matmul per tap wins (7x7x256 -> 14x14x128: 113 ms per tap, 157 all
 `operands="bfloat16"` rounds the matmuls' inputs and weights to bf16 and sums their
 products in float32, on this CPU's AMX units 3-4x float32's matmul speed; every matmul of
 a layer is then in a form XLA:CPU runs in bf16: the forward and the weight gradient
-row-major (`_rows_dot`), the input gradient g @ w^T with w read in place. The seed 28x28
-DCGAN's step: 1.33-1.36x float32's.
+row-major (`_rows_dot`), the input gradient g @ w^T with w read in place. Per-tap layers
+take all taps' gradients in one pair of dots (`_bf16_tap_products`,
+`_bf16_shifted_products`). The seed 28x28 DCGAN's step: 1.33-1.36x float32's, before those.
 
 The modules have flax's nn.ConvTranspose / nn.Conv parameters (names, shapes, init) and
 outputs exactly (tests/test_matmul_conv.py checks both, with gradients and the second
@@ -340,13 +341,85 @@ def conv_same(x: jax.Array, kernel: jax.Array, strides: tuple[int, int],
   kernel = jnp.pad(kernel, ((0, th * sh - kh), (0, tw * sw - kw), (0, 0), (0, 0)))
   kernel = kernel.reshape(th, sh, tw, sw, i, o).transpose(0, 2, 1, 3, 4, 5)
   kernel = kernel.reshape(th, tw, sh * sw * i, o)
-  # Taps read the input at non-negative offsets, so slice the input rather than the
-  # products: no work is spent on outputs that would be cut off.
-  windows = [x[:, ph:ph + out_h, pw:pw + out_w] for ph in range(th) for pw in range(tw)]
+  offsets = [(ph, pw) for ph in range(th) for pw in range(tw)]
+  taps = kernel.reshape(th * tw, sh * sw * i, o)
+  if (dtype != jnp.float32 and not concatenated_taps(kernel.shape)
+      and min(taps.shape[1:]) >= BF16_MIN_WIDTH):
+    return _bf16_shifted_products(x, taps, jnp.dtype(dtype), tuple(offsets), (out_h, out_w),
+                                  x.dtype, taps.dtype)
+  # Taps read the input at non-negative offsets, so (in float32) slice the input rather
+  # than the products: no work is spent on outputs that would be cut off.
+  windows = [x[:, ph:ph + out_h, pw:pw + out_w] for ph, pw in offsets]
   if concatenated_taps(kernel.shape):
     return _matmul(jnp.concatenate(windows, axis=-1), kernel.reshape(-1, o), dtype)
-  taps = kernel.reshape(th * tw, sh * sw * i, o)
   return sum(_matmul(window, tap, dtype) for window, tap in zip(windows, taps))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6))
+def _bf16_shifted_products(x, taps, dtype, offsets, out_shape, x_dtype, taps_dtype):
+  """sum over taps t of x[:, a_t:a_t + out_h, b_t:b_t + out_w] @ taps[t], x (B, R, C, I),
+  taps (T, I, O), operands in `dtype` with float32 sums.
+
+  One matmul multiplies every input pixel by all taps, (B*R*C, I) x (I, T*O), and the
+  output sums shifted slices of it; the backward pass places the output gradient at each
+  tap's offset, side by side, and takes one input-gradient and one weight-gradient dot
+  from that. The per-tap form copies T windows of x (bf16) and transposes each for its
+  weight gradient; this one reads x as it is and transposes it once, for (R*C)/(out_h *
+  out_w) the FLOPs (64/49 for D's 14x14 -> 7x7 layer). It runs over chunks of the batch
+  whose products stay in cache (PRODUCT_CHUNK_ELEMENTS).
+  """
+  (_, rows, cols, i), (t, _, o), (out_h, out_w) = x.shape, taps.shape, out_shape
+  taps = taps.astype(dtype).transpose(1, 0, 2).reshape(i, t * o)
+
+  def chunk(x):
+    products = jnp.dot(x.astype(dtype).reshape(-1, i), taps,
+                       preferred_element_type=jnp.float32).reshape(-1, rows, cols, t, o)
+    return sum(products[:, a:a + out_h, c:c + out_w, k] for k, (a, c) in enumerate(offsets))
+
+  return jnp.concatenate([chunk(part) for part in _batch_chunks(x, rows * cols * t * o)]
+                         ).astype(x_dtype)
+
+
+# Elements of `_bf16_shifted_products`' all-tap products (float32) computed at once: D's
+# 14x14x64 -> 7x7x128 layer at batch 256 took 49 ms forward + backward in one chunk, 38.5
+# in chunks of 2^21 (64 examples), 43 in chunks of 2^22; the per-tap form 52-55.
+PRODUCT_CHUNK_ELEMENTS = 2 ** 21
+
+
+def _batch_chunks(x: jax.Array, elements_per_example: int) -> list[jax.Array]:
+  """x split along the batch into the fewest equal parts of <= PRODUCT_CHUNK_ELEMENTS."""
+  b = x.shape[0]
+  needed = -(-b * elements_per_example // PRODUCT_CHUNK_ELEMENTS)
+  chunks = next((c for c in range(needed, b + 1) if b % c == 0), b)
+  return jnp.split(x, chunks)
+
+
+def _bf16_shifted_products_fwd(x, taps, dtype, offsets, out_shape, x_dtype, taps_dtype):
+  y = _bf16_shifted_products(x, taps, dtype, offsets, out_shape, x_dtype, taps_dtype)
+  return y, (x.astype(dtype), taps.astype(dtype))
+
+
+def _bf16_shifted_products_bwd(dtype, offsets, out_shape, x_dtype, taps_dtype, residuals,
+                               grad):
+  x, taps = residuals
+  (_, rows, cols, i), (t, _, o), (out_h, out_w) = x.shape, taps.shape, out_shape
+  taps = taps.transpose(1, 0, 2).reshape(i, t * o)
+  x_grads, taps_grad = [], 0
+  for x_part, grad_part in zip(_batch_chunks(x, rows * cols * t * o),
+                               _batch_chunks(grad.astype(dtype), rows * cols * t * o)):
+    placed = jnp.stack([jnp.pad(grad_part, ((0, 0), (a, rows - out_h - a),
+                                            (c, cols - out_w - c), (0, 0)))
+                        for a, c in offsets], axis=3)
+    placed = placed.reshape(-1, t * o)  # (B*R*C, T*O): each tap's output gradient in place.
+    x_grads.append(jax.lax.dot_general(placed, taps, (((1,), (1,)), ((), ())),
+                                       preferred_element_type=jnp.float32))
+    taps_grad = taps_grad + _blocked_weight_grad(x_part.reshape(-1, i), placed, dtype)
+  x_grad = jnp.concatenate(x_grads)
+  return (x_grad.reshape(x.shape).astype(x_dtype),
+          taps_grad.reshape(i, t, o).transpose(1, 0, 2).astype(taps_dtype))
+
+
+_bf16_shifted_products.defvjp(_bf16_shifted_products_fwd, _bf16_shifted_products_bwd)
 
 
 class MatmulConv(nn.Module):
