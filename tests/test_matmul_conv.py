@@ -176,45 +176,44 @@ def test_auto_operands_take_bf16_only_on_a_cpu_with_bf16_units(monkeypatch, back
     matmul_conv.auto_operands.cache_clear()  # The real machine's answer for later tests.
 
 
-def test_bfloat16_tap_products_share_a_backward_pass_with_the_same_gradients():
-  # All taps' gradients in two dots equal each tap's own bf16 matmul gradients (only the
-  # float32 summation order differs).
-  x = jax.random.normal(jax.random.key(0), (2, 3, 3, 64))
-  kernel = jax.random.normal(jax.random.key(1), (4, 4, 64, 96))
-  weights = jax.random.normal(jax.random.key(2), (16, 2, 3, 3, 96))
-
-  def loss(products):
-    return lambda x, kernel: sum(jnp.sum(w * p) for w, p in zip(weights, products(x, kernel)))
-
-  together = lambda x, k: matmul_conv._bf16_tap_products(x, k, jnp.dtype(jnp.bfloat16),
-                                                          x.dtype, k.dtype)
-  per_tap = lambda x, k: [matmul_conv._matmul(x, tap, jnp.bfloat16)
-                          for tap in k.reshape(16, 64, 96)]
-  np.testing.assert_allclose(jnp.stack(together(x, kernel)), jnp.stack(per_tap(x, kernel)),
-                             rtol=1e-6, atol=1e-6)
-  got = jax.grad(loss(together), argnums=(0, 1))(x, kernel)
-  want = jax.grad(loss(per_tap), argnums=(0, 1))(x, kernel)
-  for g, w in zip(got, want):
-    np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
+# (outputs, their side): one output over all taps at non-negative offsets (a strided conv
+# after space-to-depth); two outputs whose taps read outside the input (transposed conv
+# phases), at the input's side.
+SHIFTED_READS = [((((0, 0, 0), (1, 0, 1), (2, 1, 0), (3, 1, 1)),), (4, 4)),
+                 ((((0, -1, 0), (2, 0, 1)), ((1, 1, -1), (3, 0, 0))), (5, 5))]
 
 
+@pytest.mark.parametrize("outputs,out_shape", SHIFTED_READS)
 @pytest.mark.parametrize("chunk_elements", [2 ** 21, 16_000])  # The batch at once; 2 chunks.
-def test_bfloat16_shifted_products_equal_the_per_window_matmuls(monkeypatch, chunk_elements):
-  # All taps' products at every input pixel, summed at shifted places, equal each window's
-  # bf16 matmul; so do the gradients, taken from the output gradient placed per tap.
+def test_bfloat16_shifted_products_equal_per_tap_matmuls_read_in_place(
+    monkeypatch, outputs, out_shape, chunk_elements):
+  # All taps' products at every input pixel, summed where each output reads them, equal
+  # each tap's own bf16 matmul read at its offset (zero outside the input); so do the
+  # gradients, taken from the output gradients placed back per tap.
   monkeypatch.setattr(matmul_conv, "PRODUCT_CHUNK_ELEMENTS", chunk_elements)
   x = jax.random.normal(jax.random.key(0), (4, 5, 5, 64))
   taps = jax.random.normal(jax.random.key(1), (4, 64, 80))
-  weights = jax.random.normal(jax.random.key(2), (4, 4, 4, 80))
-  offsets = ((0, 0), (0, 1), (1, 0), (1, 1))
+  weights = jax.random.normal(jax.random.key(2), (4, *out_shape, len(outputs), 80))
   shifted = lambda x, taps: matmul_conv._bf16_shifted_products(
-      x, taps, jnp.dtype(jnp.bfloat16), offsets, (4, 4), x.dtype, taps.dtype)
-  windows = lambda x, taps: sum(matmul_conv._matmul(x[:, a:a + 4, c:c + 4], taps[k],
-                                                    jnp.bfloat16)
-                                for k, (a, c) in enumerate(offsets))
-  np.testing.assert_allclose(shifted(x, taps), windows(x, taps), rtol=1e-5, atol=1e-4)
+      x, taps, jnp.dtype(jnp.bfloat16), outputs, out_shape, x.dtype, taps.dtype)
+
+  def read(product, a, c):  # product[:, m + a, n + c], zero outside.
+    padded = jnp.pad(product, ((0, 0), (8, 8), (8, 8), (0, 0)))
+    return padded[:, 8 + a:8 + a + out_shape[0], 8 + c:8 + c + out_shape[1]]
+
+  per_tap = lambda x, taps: jnp.stack(
+      [sum(read(matmul_conv._matmul(x, taps[k], jnp.bfloat16), a, c) for k, a, c in terms)
+       for terms in outputs], axis=3)
+  np.testing.assert_allclose(shifted(x, taps), per_tap(x, taps), rtol=1e-5, atol=1e-4)
   loss = lambda products: lambda x, taps: jnp.sum(weights * products(x, taps))
   got = jax.grad(loss(shifted), argnums=(0, 1))(x, taps)
-  want = jax.grad(loss(windows), argnums=(0, 1))(x, taps)
+  want = jax.grad(loss(per_tap), argnums=(0, 1))(x, taps)
   for g, w in zip(got, want):
     np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
+
+
+def test_shifted_products_read_every_tap_once():
+  with pytest.raises(ValueError, match="exactly one"):
+    matmul_conv._bf16_shifted_products(jnp.zeros((1, 2, 2, 64)), jnp.zeros((2, 64, 64)),
+                                       jnp.dtype(jnp.bfloat16), (((0, 0, 0),),), (2, 2),
+                                       jnp.float32, jnp.float32)

@@ -28,9 +28,10 @@ Elsewhere one matmul per tap wins (7x7x256 -> 14x14x128: 113 ms per tap, 157 all
 `operands="bfloat16"` rounds the matmuls' inputs and weights to bf16 and sums their
 products in float32, on this CPU's AMX units 3-4x float32's matmul speed; every matmul of
 a layer is then in a form XLA:CPU runs in bf16: the forward and the weight gradient
-row-major (`_rows_dot`), the input gradient g @ w^T with w read in place. Per-tap layers
-take all taps' gradients in one pair of dots (`_bf16_tap_products`,
-`_bf16_shifted_products`). The seed 28x28 DCGAN's step: 1.33-1.36x float32's, before those.
+row-major (`_rows_dot`), the input gradient g @ w^T with w read in place (`_nt_dot`). Wide
+strided and transposed convs multiply every input pixel by all taps in one matmul and take
+all taps' gradients in one pair of dots (`_bf16_shifted_products`). The seed 28x28
+DCGAN's step: 1.33-1.36x float32's before those forms.
 
 The modules have flax's nn.ConvTranspose / nn.Conv parameters (names, shapes, init) and
 outputs exactly (tests/test_matmul_conv.py checks both, with gradients and the second
@@ -121,6 +122,34 @@ def _rows_dot(a: jax.Array, b: jax.Array, dtype: jnp.dtype) -> jax.Array:
   return jnp.dot(a, b, preferred_element_type=jnp.float32)
 
 
+def _nt_dot(a: jax.Array, b: jax.Array) -> jax.Array:
+  """a (M, K) @ b (N, K)^T with float32 sums, b read in place.
+
+  XLA:CPU's bf16 dot takes a transposed second operand (not a transposed first one), so
+  input gradients g @ w^T need no copy of w^T: for the bf16 MLP GAN a (256, 512) x (512,
+  784)^T product took 0.36 ms this way against 0.61 with w^T copied first.
+  """
+  return jax.lax.dot_general(a, b, (((1,), (1,)), ((), ())),
+                             preferred_element_type=jnp.float32)
+
+
+def _side_by_side(taps: jax.Array) -> jax.Array:
+  """Kernel taps (..., I, O) as one (I, taps * O) matrix: every tap's product in one dot."""
+  i, o = taps.shape[-2:]
+  return taps.reshape(-1, i, o).transpose(1, 0, 2).reshape(i, -1)
+
+
+def _from_side_by_side(matrix: jax.Array, taps: int) -> jax.Array:
+  """The inverse of `_side_by_side`, to (taps, I, O)."""
+  i = matrix.shape[0]
+  return matrix.reshape(i, taps, -1).transpose(1, 0, 2)
+
+
+def _equal_parts(total: int, fewest: int, most: int) -> int | None:
+  """The fewest parts from `fewest` to `most` that divide `total` evenly, if any."""
+  return next((parts for parts in range(fewest, most + 1) if total % parts == 0), None)
+
+
 # Elements of a bf16 weight gradient's input transposed at once (1 MiB in float32):
 # XLA:CPU transposes a block that stays in cache ~3x faster than a long one, so x^T @ g
 # runs as a sum over row blocks (a (12544, 256) x (12544, 128) product: 14.4 ms in one
@@ -134,7 +163,7 @@ def _blocked_weight_grad(x: jax.Array, grad: jax.Array, dtype: jnp.dtype) -> jax
   needed = -(-rows * x.shape[1] // TRANSPOSE_BLOCK_ELEMENTS)
   # Blocks that divide the rows where that costs at most twice the blocks; else zero rows
   # (which add nothing to the product) pad the last block.
-  blocks = next((b for b in range(needed, 2 * needed + 1) if rows % b == 0), needed)
+  blocks = _equal_parts(rows, needed, 2 * needed) or needed
   padding = ((0, -rows % blocks), (0, 0))
   x = jnp.pad(x, padding).reshape(blocks, -1, x.shape[1])
   grad = jnp.pad(grad, padding).reshape(blocks, -1, grad.shape[1])
@@ -205,8 +234,7 @@ def _matmul_bwd(dtype, x_dtype, weight_dtype, residuals, grad):
   if dtype == jnp.float32:
     x_grad, weight_grad = jnp.dot(grad, weight.T), jnp.dot(x.T, grad)
   else:
-    x_grad = jax.lax.dot_general(grad.astype(dtype), weight,
-                                 (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32)
+    x_grad = _nt_dot(grad.astype(dtype), weight)
     weight_grad = _blocked_weight_grad(x, grad, dtype)
   return x_grad.reshape(shape).astype(x_dtype), weight_grad.astype(weight_dtype)
 
@@ -226,55 +254,13 @@ def _tap_products(x: jax.Array, kernel: jax.Array, dtype: jnp.dtype
 
   Narrow products come from one (I, kh*kw*O) matmul, the rest from one matmul per tap:
   wide products are then channel-contiguous, so the shifted sums below are cheap copies.
-  With bf16 operands the per-tap products share one backward pass (`_bf16_tap_products`).
   """
-  kh, kw, i, o = kernel.shape
+  kh, kw, _, o = kernel.shape
   taps = [(th, tw) for th in range(kh) for tw in range(kw)]
   if all_taps_at_once(kernel.shape):
-    products = _matmul(x, kernel.transpose(2, 0, 1, 3).reshape(i, kh * kw * o), dtype)
-    products = products.reshape(*x.shape[:3], kh, kw, o)
+    products = _matmul(x, _side_by_side(kernel), dtype).reshape(*x.shape[:3], kh, kw, o)
     return {(th, tw): products[:, :, :, th, tw] for th, tw in taps}
-  if dtype != jnp.float32 and min(i, o) >= BF16_MIN_WIDTH:
-    return dict(zip(taps, _bf16_tap_products(x, kernel, jnp.dtype(dtype), x.dtype,
-                                             kernel.dtype)))
   return {(th, tw): _matmul(x, kernel[th, tw], dtype) for th, tw in taps}
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def _bf16_tap_products(x, kernel, dtype, x_dtype, kernel_dtype):
-  """[x @ kernel[t_h, t_w] for every tap] in `dtype` with float32 sums, x (B, H, W, I).
-
-  The backward pass takes all taps' gradients together: their output gradients side by
-  side, (pixels, taps * O) in bf16, make one input-gradient dot (contraction taps * O
-  instead of 16 dots whose float32 (pixels, I) results are then summed) and one weight
-  gradient (x^T transposed once instead of per tap). The seed 28x28 generator's 7x7x256 ->
-  14x14x128 layer, forward + backward at batch 128: 75 -> 59 ms (benchmarks/
-  conv_layer_speed.py); the DCGAN step 1.05-1.11x.
-  """
-  xb, kernel_b = x.astype(dtype), kernel.astype(dtype)
-  return [jnp.dot(xb, tap, preferred_element_type=jnp.float32).astype(x_dtype)
-          for tap in kernel_b.reshape(-1, *kernel.shape[2:])]
-
-
-def _bf16_tap_products_fwd(x, kernel, dtype, x_dtype, kernel_dtype):
-  products = _bf16_tap_products(x, kernel, dtype, x_dtype, kernel_dtype)
-  return products, (x.astype(dtype), kernel.astype(dtype))
-
-
-def _bf16_tap_products_bwd(dtype, x_dtype, kernel_dtype, residuals, grads):
-  x, kernel = residuals
-  kh, kw, i, o = kernel.shape
-  shape, rows = x.shape, x.shape[0] * x.shape[1] * x.shape[2]
-  grad = jnp.concatenate([g.astype(dtype).reshape(rows, o) for g in grads], axis=-1)
-  kernel = kernel.transpose(2, 0, 1, 3).reshape(i, kh * kw * o)  # Taps side by side.
-  x_grad = jax.lax.dot_general(grad, kernel, (((1,), (1,)), ((), ())),
-                               preferred_element_type=jnp.float32)
-  weight_grad = _blocked_weight_grad(x.reshape(rows, i), grad, dtype)
-  weight_grad = weight_grad.reshape(i, kh, kw, o).transpose(1, 2, 0, 3)
-  return x_grad.reshape(shape).astype(x_dtype), weight_grad.astype(kernel_dtype)
-
-
-_bf16_tap_products.defvjp(_bf16_tap_products_fwd, _bf16_tap_products_bwd)
 
 
 def _sum_shifted(products, pairs_h, pairs_w, out_h: int, out_w: int) -> jax.Array:
@@ -282,14 +268,7 @@ def _sum_shifted(products, pairs_h, pairs_w, out_h: int, out_w: int) -> jax.Arra
 
   pairs_*: [(tap, input offset), ...]; result (B, out_h, out_w, O).
   """
-  _, h, w, _ = next(iter(products.values())).shape
-  lo_h = max(0, -min(o for _, o in pairs_h))
-  lo_w = max(0, -min(o for _, o in pairs_w))
-  hi_h = max(0, out_h + max(o for _, o in pairs_h) - h)
-  hi_w = max(0, out_w + max(o for _, o in pairs_w) - w)
-  pad = ((0, 0), (lo_h, hi_h), (lo_w, hi_w), (0, 0))
-  return sum(jnp.pad(products[th, tw], pad)[:, lo_h + oh:lo_h + oh + out_h,
-                                             lo_w + ow:lo_w + ow + out_w]
+  return sum(_shifted(products[th, tw], oh, ow, (out_h, out_w))
              for th, oh in pairs_h for tw, ow in pairs_w)
 
 
@@ -302,10 +281,19 @@ def conv_transpose_same(x: jax.Array, kernel: jax.Array, strides: tuple[int, int
                         dtype: jnp.dtype = jnp.float32) -> jax.Array:
   """lax.conv_transpose(x, kernel, strides, 'SAME') for NHWC / HWIO operands, the
   matmuls' operands rounded to `dtype`."""
-  (sh, sw), (kh, kw) = strides, kernel.shape[:2]
+  (sh, sw), (kh, kw, i, o) = strides, kernel.shape
   b, h, w, _ = x.shape
-  products = _tap_products(x, kernel, dtype)
   pad_h, pad_w = same_transpose_padding(kh, sh)[0], same_transpose_padding(kw, sw)[0]
+  phases = tuple(tuple((th * kw + tw, oh, ow) for th, oh in _phase_pairs(kh, sh, pad_h, a)
+                       for tw, ow in _phase_pairs(kw, sw, pad_w, c))
+                 for a in range(sh) for c in range(sw))
+  if (dtype != jnp.float32 and not all_taps_at_once(kernel.shape)
+      and min(i, o) >= BF16_MIN_WIDTH and all(phases)):
+    y = _bf16_shifted_products(x, kernel.reshape(kh * kw, i, o), jnp.dtype(dtype), phases,
+                               (h, w), x.dtype, kernel.dtype)  # (B, H, W, sh * sw, O)
+    y = y.reshape(b, h, w, sh, sw, o).transpose(0, 1, 3, 2, 4, 5)
+    return y.reshape(b, h * sh, w * sw, o)
+  products = _tap_products(x, kernel, dtype)
   rows = []
   for a in range(sh):
     pairs_h = _phase_pairs(kh, sh, pad_h, a)
@@ -345,8 +333,9 @@ def conv_same(x: jax.Array, kernel: jax.Array, strides: tuple[int, int],
   taps = kernel.reshape(th * tw, sh * sw * i, o)
   if (dtype != jnp.float32 and not concatenated_taps(kernel.shape)
       and min(taps.shape[1:]) >= BF16_MIN_WIDTH):
-    return _bf16_shifted_products(x, taps, jnp.dtype(dtype), tuple(offsets), (out_h, out_w),
-                                  x.dtype, taps.dtype)
+    terms = (tuple((k, a, c) for k, (a, c) in enumerate(offsets)),)  # One output, all taps.
+    return _bf16_shifted_products(x, taps, jnp.dtype(dtype), terms, (out_h, out_w), x.dtype,
+                                  taps.dtype)[:, :, :, 0]
   # Taps read the input at non-negative offsets, so (in float32) slice the input rather
   # than the products: no work is spent on outputs that would be cut off.
   windows = [x[:, ph:ph + out_h, pw:pw + out_w] for ph, pw in offsets]
@@ -356,28 +345,54 @@ def conv_same(x: jax.Array, kernel: jax.Array, strides: tuple[int, int],
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6))
-def _bf16_shifted_products(x, taps, dtype, offsets, out_shape, x_dtype, taps_dtype):
-  """sum over taps t of x[:, a_t:a_t + out_h, b_t:b_t + out_w] @ taps[t], x (B, R, C, I),
-  taps (T, I, O), operands in `dtype` with float32 sums.
+def _bf16_shifted_products(x, taps, dtype, outputs, out_shape, x_dtype, taps_dtype):
+  """Sums of taps' products read at shifted places, operands in `dtype`, float32 sums.
+
+  x (B, R, C, I), taps (T, I, O); outputs[k] lists (tap t, row offset a, column offset c):
+  output k at (m, n) sums (x @ taps[t])[m + a, n + c], zero outside x. The result is (B,
+  out_h, out_w, K, O). A strided conv after space-to-depth is one output over all taps; a
+  transposed conv is one output per phase (stride^2), each over the taps that reach it.
 
   One matmul multiplies every input pixel by all taps, (B*R*C, I) x (I, T*O), and the
-  output sums shifted slices of it; the backward pass places the output gradient at each
-  tap's offset, side by side, and takes one input-gradient and one weight-gradient dot
-  from that. The per-tap form copies T windows of x (bf16) and transposes each for its
-  weight gradient; this one reads x as it is and transposes it once, for (R*C)/(out_h *
-  out_w) the FLOPs (64/49 for D's 14x14 -> 7x7 layer). It runs over chunks of the batch
-  whose products stay in cache (PRODUCT_CHUNK_ELEMENTS).
+  outputs sum shifted slices of it; the backward pass places each output's gradient where
+  its taps' products were read, all taps side by side, and takes one input-gradient and one
+  weight-gradient dot from that. Per-tap matmuls instead copy a window per tap (a strided
+  conv; D's 14x14x64 -> 7x7x128 layer at batch 256: 52-55 ms forward + backward against
+  38.5 this way, for 64/49 the FLOPs since every input pixel meets every tap) or take each
+  tap's gradient as a float32 slice, then convert and concatenate them (a transposed conv;
+  the seed DCGAN's step 781-811 -> 898-916 images/s with the generator's 7x7x256 ->
+  14x14x128 layer this way, two rounds alternated). It runs over chunks of the batch whose
+  products stay in cache (PRODUCT_CHUNK_ELEMENTS).
   """
-  (_, rows, cols, i), (t, _, o), (out_h, out_w) = x.shape, taps.shape, out_shape
-  taps = taps.astype(dtype).transpose(1, 0, 2).reshape(i, t * o)
+  (_, rows, cols, i), (t, _, o) = x.shape, taps.shape
+  if sorted(k for terms in outputs for k, _, _ in terms) != list(range(t)):
+    raise ValueError(f"Every one of the {t} taps must be read by exactly one output term.")
+  taps = _side_by_side(taps.astype(dtype))
 
   def chunk(x):
-    products = jnp.dot(x.astype(dtype).reshape(-1, i), taps,
+    products = jnp.dot(x.reshape(-1, i), taps,
                        preferred_element_type=jnp.float32).reshape(-1, rows, cols, t, o)
-    return sum(products[:, a:a + out_h, c:c + out_w, k] for k, (a, c) in enumerate(offsets))
+    return jnp.stack([sum(_shifted(products[:, :, :, k], a, c, out_shape) for k, a, c in terms)
+                      for terms in outputs], axis=3)
 
-  return jnp.concatenate([chunk(part) for part in _batch_chunks(x, rows * cols * t * o)]
-                         ).astype(x_dtype)
+  # One bf16 copy of x, the one the backward pass keeps, rather than one more per chunk.
+  chunks = _batch_chunks(x.astype(dtype), rows * cols * t * o)
+  return jnp.concatenate([chunk(part) for part in chunks]).astype(x_dtype)
+
+
+def _shifted(products: jax.Array, a: int, c: int, out_shape: tuple[int, int]) -> jax.Array:
+  """products[:, m + a, n + c] for the out_shape positions (m, n), zero outside."""
+  (_, rows, cols, _), (out_h, out_w) = products.shape, out_shape
+  return jax.lax.pad(products, jnp.zeros((), products.dtype),
+                     ((0, 0, 0), (-a, out_h + a - rows, 0), (-c, out_w + c - cols, 0),
+                      (0, 0, 0)))
+
+
+def _placed(grad: jax.Array, a: int, c: int, in_shape: tuple[int, int]) -> jax.Array:
+  """The transpose of `_shifted`: grad (B, out_h, out_w, O) put back at offset (a, c)."""
+  (_, out_h, out_w, _), (rows, cols) = grad.shape, in_shape
+  return jax.lax.pad(grad, jnp.zeros((), grad.dtype),
+                     ((0, 0, 0), (a, rows - out_h - a, 0), (c, cols - out_w - c, 0), (0, 0, 0)))
 
 
 # Elements of `_bf16_shifted_products`' all-tap products (float32) computed at once: D's
@@ -389,34 +404,30 @@ PRODUCT_CHUNK_ELEMENTS = 2 ** 21
 def _batch_chunks(x: jax.Array, elements_per_example: int) -> list[jax.Array]:
   """x split along the batch into the fewest equal parts of <= PRODUCT_CHUNK_ELEMENTS."""
   b = x.shape[0]
-  needed = -(-b * elements_per_example // PRODUCT_CHUNK_ELEMENTS)
-  chunks = next((c for c in range(needed, b + 1) if b % c == 0), b)
-  return jnp.split(x, chunks)
+  return jnp.split(x, _equal_parts(b, -(-b * elements_per_example // PRODUCT_CHUNK_ELEMENTS),
+                                   b))
 
 
-def _bf16_shifted_products_fwd(x, taps, dtype, offsets, out_shape, x_dtype, taps_dtype):
-  y = _bf16_shifted_products(x, taps, dtype, offsets, out_shape, x_dtype, taps_dtype)
+def _bf16_shifted_products_fwd(x, taps, dtype, outputs, out_shape, x_dtype, taps_dtype):
+  y = _bf16_shifted_products(x, taps, dtype, outputs, out_shape, x_dtype, taps_dtype)
   return y, (x.astype(dtype), taps.astype(dtype))
 
 
-def _bf16_shifted_products_bwd(dtype, offsets, out_shape, x_dtype, taps_dtype, residuals,
+def _bf16_shifted_products_bwd(dtype, outputs, out_shape, x_dtype, taps_dtype, residuals,
                                grad):
   x, taps = residuals
-  (_, rows, cols, i), (t, _, o), (out_h, out_w) = x.shape, taps.shape, out_shape
-  taps = taps.transpose(1, 0, 2).reshape(i, t * o)
-  x_grads, taps_grad = [], 0
+  (_, rows, cols, i), (t, _, o) = x.shape, taps.shape
+  reads = {k: (out, a, c) for out, terms in enumerate(outputs) for k, a, c in terms}
+  taps, x_grads, taps_grad = _side_by_side(taps), [], 0
   for x_part, grad_part in zip(_batch_chunks(x, rows * cols * t * o),
                                _batch_chunks(grad.astype(dtype), rows * cols * t * o)):
-    placed = jnp.stack([jnp.pad(grad_part, ((0, 0), (a, rows - out_h - a),
-                                            (c, cols - out_w - c), (0, 0)))
-                        for a, c in offsets], axis=3)
+    placed = jnp.stack([_placed(grad_part[:, :, :, reads[k][0]], *reads[k][1:], (rows, cols))
+                        for k in range(t)], axis=3)
     placed = placed.reshape(-1, t * o)  # (B*R*C, T*O): each tap's output gradient in place.
-    x_grads.append(jax.lax.dot_general(placed, taps, (((1,), (1,)), ((), ())),
-                                       preferred_element_type=jnp.float32))
+    x_grads.append(_nt_dot(placed, taps))
     taps_grad = taps_grad + _blocked_weight_grad(x_part.reshape(-1, i), placed, dtype)
-  x_grad = jnp.concatenate(x_grads)
-  return (x_grad.reshape(x.shape).astype(x_dtype),
-          taps_grad.reshape(i, t, o).transpose(1, 0, 2).astype(taps_dtype))
+  return (jnp.concatenate(x_grads).reshape(x.shape).astype(x_dtype),
+          _from_side_by_side(taps_grad, t).astype(taps_dtype))
 
 
 _bf16_shifted_products.defvjp(_bf16_shifted_products_fwd, _bf16_shifted_products_bwd)
