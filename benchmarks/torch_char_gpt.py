@@ -129,8 +129,9 @@ def main(argv):
   model.eval()
   with torch.no_grad():
     held_out_loss = statistics.mean(model(*batch(held_out)).item() for _ in range(200))
+  median = statistics.median(seconds[10:])
   print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads: "
-        f"{1e3 * statistics.median(seconds[10:]):.1f} ms/iteration (median of "
+        f"{1e3 * median:.1f} ms/iteration, {BATCH * CONTEXT / median:.0f} tokens/s (median of "
         f"{len(seconds) - 10}); {sum(seconds):.1f} s for {len(seconds)} iterations; "
         f"held-out loss {held_out_loss:.3f} nats (200 random windows)")
 
