@@ -23,10 +23,11 @@ with `benchmarks.train_step_speed`.
 from __future__ import annotations
 
 import statistics
-import time
 
 import numpy as np
 from absl import app, flags
+
+from benchmarks.torch_blocks import images_per_second
 
 _SHAPE = flags.DEFINE_enum("shape", "mnist", ["mnist", "cifar10"], "Which seed DCGAN.")
 _CHANNELS_LAST = flags.DEFINE_bool("channels_last", False, "NHWC memory format for convs.")
@@ -102,22 +103,13 @@ def main(argv):
     g_loss = bce(discriminator(fake), ones)
     g_loss.backward()
     g_opt.step()
-    return d_loss, g_loss
+    return d_loss
 
-  order, per_epoch = torch.randperm(count), count // b
-  blocks = []
-  for block in range(_REPEATS.value + 1):  # The first block warms up and is not counted.
-    start = time.perf_counter()
-    for s in range(block * _STEPS.value, (block + 1) * _STEPS.value):
-      if s % per_epoch == 0:
-        order = torch.randperm(count)
-      losses = step(order, s % per_epoch)
-    float(losses[0].detach())  # Waits for the last step, as a loss print would.
-    blocks.append(b * _STEPS.value / (time.perf_counter() - start))
+  blocks = images_per_second(torch, step, count, b, _STEPS.value, _REPEATS.value)
   print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads, {_SHAPE.value} "
         f"DCGAN, {'channels_last' if _CHANNELS_LAST.value else 'NCHW'}, batch {b}: "
-        f"{statistics.median(blocks[1:]):.0f} images/s (median of {_REPEATS.value} blocks of "
-        f"{_STEPS.value} steps; range {min(blocks[1:]):.0f}-{max(blocks[1:]):.0f})")
+        f"{statistics.median(blocks):.0f} images/s (median of {_REPEATS.value} blocks of "
+        f"{_STEPS.value} steps; range {min(blocks):.0f}-{max(blocks):.0f})")
 
 
 if __name__ == "__main__":

@@ -18,10 +18,11 @@ A shared VM's speed drifts by tens of percent within minutes: compare with
 from __future__ import annotations
 
 import statistics
-import time
 
 import numpy as np
 from absl import app, flags
+
+from benchmarks.torch_blocks import images_per_second
 
 _BATCH = flags.DEFINE_integer("batch_size", 128, "Images per step.")
 _STEPS = flags.DEFINE_integer("steps", 400, "Steps per timed block.")
@@ -72,21 +73,12 @@ def main(argv):
     optimizer.step()
     return loss
 
-  order, per_epoch = torch.randperm(EXAMPLES), EXAMPLES // b
-  blocks = []
-  for block in range(_REPEATS.value + 1):  # The first block warms up and is not counted.
-    start = time.perf_counter()
-    for s in range(block * _STEPS.value, (block + 1) * _STEPS.value):
-      if s % per_epoch == 0:
-        order = torch.randperm(EXAMPLES)
-      loss = step(order, s % per_epoch)
-    float(loss.detach())  # Waits for the last step, as a loss print would.
-    blocks.append(b * _STEPS.value / (time.perf_counter() - start))
-  speed = statistics.median(blocks[1:])
+  blocks = images_per_second(torch, step, EXAMPLES, b, _STEPS.value, _REPEATS.value)
+  speed = statistics.median(blocks)
   print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads, MNIST VAE, batch "
         f"{b}: {speed:.0f} images/s ({EXAMPLES / speed:.2f} s per epoch; median of "
-        f"{_REPEATS.value} blocks of {_STEPS.value} steps; range {min(blocks[1:]):.0f}-"
-        f"{max(blocks[1:]):.0f})")
+        f"{_REPEATS.value} blocks of {_STEPS.value} steps; range {min(blocks):.0f}-"
+        f"{max(blocks):.0f})")
 
 
 if __name__ == "__main__":

@@ -361,8 +361,8 @@ def _bf16_shifted_products(x, taps, dtype, outputs, out_shape, x_dtype, taps_dty
   38.5 this way, for 64/49 the FLOPs since every input pixel meets every tap) or take each
   tap's gradient as a float32 slice, then convert and concatenate them (a transposed conv;
   the seed DCGAN's step 781-811 -> 898-916 images/s with the generator's 7x7x256 ->
-  14x14x128 layer this way, two rounds alternated). It runs over chunks of the batch whose
-  products stay in cache (PRODUCT_CHUNK_ELEMENTS).
+  14x14x128 layer this way, two rounds alternated under README's opt-in malloc settings).
+  It runs over chunks of the batch whose products stay in cache (PRODUCT_CHUNK_ELEMENTS).
   """
   (_, rows, cols, i), (t, _, o) = x.shape, taps.shape
   if sorted(k for terms in outputs for k, _, _ in terms) != list(range(t)):
