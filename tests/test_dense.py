@@ -48,3 +48,24 @@ def test_computes_in_the_given_dtype_with_float32_parameters():
   y, grads = jax.value_and_grad(lambda p: jnp.sum(layer.apply({"params": p}, x)))(params)
   assert layer.apply({"params": params}, x).dtype == jnp.bfloat16
   assert grads["kernel"].dtype == jnp.float32 and jnp.isfinite(y)
+
+
+@pytest.mark.parametrize("in_features,out_features", [(64, 256), (256, 64)])
+def test_bfloat16_operands_give_the_products_of_rounded_operands(in_features, out_features):
+  # Both storage layouts: float32 sums of bf16-rounded inputs and weights, float32 results,
+  # and gradients within bf16's rounding of the float32 layer's.
+  ours = Dense(out_features, operands="bfloat16")
+  x = jax.random.normal(jax.random.key(1), (3, 5, in_features))
+  params = ours.init(jax.random.key(0), x)["params"]
+  rounded = lambda a: a.astype(jnp.bfloat16).astype(jnp.float32)
+  kernel = params["kernel"].T if stores_out_in(in_features, out_features) else params["kernel"]
+  y = ours.apply({"params": params}, x)
+  assert y.dtype == jnp.float32
+  np.testing.assert_allclose(y, rounded(x) @ rounded(kernel) + params["bias"], rtol=1e-5,
+                             atol=1e-5)
+  loss = lambda module: lambda p, x: jnp.sum(module.apply({"params": p}, x) ** 2)
+  got = jax.grad(loss(ours), argnums=(0, 1))(params, x)
+  want = jax.grad(loss(Dense(out_features)), argnums=(0, 1))(params, x)
+  for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    assert g.dtype == jnp.float32
+    assert float(jnp.linalg.norm(g - w) / jnp.linalg.norm(w)) < 1e-2

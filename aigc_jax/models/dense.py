@@ -24,6 +24,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from aigc_jax.models.matmul_conv import operand_dot_general
+
 
 def _rows(a: jax.Array) -> jax.Array:
   """(..., F) -> (N, F): the batch and time axes of activations as one row axis."""
@@ -64,6 +66,10 @@ class Dense(nn.Module):
   dtype: Any = None  # Compute dtype; parameters stay float32.
   kernel_init: Callable = nn.initializers.lecun_normal()
   bias_init: Callable = nn.initializers.zeros_init()
+  # Matmul operands (matmul_conv.OPERAND_DTYPES): "bfloat16" rounds inputs and weights to
+  # bf16 and sums in float32 through matmul_conv's bf16 matmul (row-major dots, W read in
+  # place); "auto" is bf16 on a CPU with bf16 matmul units.
+  operands: str = "float32"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -78,5 +84,10 @@ class Dense(nn.Module):
     kernel = self.param("kernel", init, shape)
     bias = self.param("bias", self.bias_init, (self.features,)) if self.use_bias else None
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-    y = matmul(x, kernel, out_in)
+    dot_general = operand_dot_general(self.operands)
+    if dot_general is jax.lax.dot_general:
+      y = matmul(x, kernel, out_in)
+    else:
+      y = dot_general(_rows(x), kernel.T if out_in else kernel, (((1,), (0,)), ((), ())))
+      y = y.reshape(*x.shape[:-1], self.features)
     return y + bias if bias is not None else y

@@ -25,12 +25,14 @@ class CausalSelfAttention(nn.Module):
   dropout: float = 0.0
   dtype: jnp.dtype = jnp.float32
   use_bias: bool = True
+  operands: str = "float32"  # Dense layers' matmul operands (dense.Dense).
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool, decode: bool) -> jax.Array:
     batch, length, width = x.shape
     head_dim = width // self.num_heads
-    qkv = Dense(3 * width, self.use_bias, self.dtype, kernel_init=_INIT, name="qkv")(x)
+    qkv = Dense(3 * width, self.use_bias, self.dtype, kernel_init=_INIT,
+                operands=self.operands, name="qkv")(x)
     q, k, v = jnp.split(qkv.reshape((batch, length, 3 * self.num_heads, head_dim)), 3,
                         axis=2)  # each (B, T, H, D)
     positions = jnp.arange(length)
@@ -58,7 +60,8 @@ class CausalSelfAttention(nn.Module):
     weights = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
     weights = nn.Dropout(self.dropout)(weights, deterministic=not train)
     out = jnp.einsum("bhts,bshd->bthd", weights, v).reshape((batch, length, width))
-    return Dense(width, self.use_bias, self.dtype, kernel_init=_INIT, name="proj")(out)
+    return Dense(width, self.use_bias, self.dtype, kernel_init=_INIT, operands=self.operands,
+                 name="proj")(out)
 
 
 class Block(nn.Module):
@@ -67,17 +70,19 @@ class Block(nn.Module):
   dropout: float = 0.0
   dtype: jnp.dtype = jnp.float32
   use_bias: bool = True
+  operands: str = "float32"
 
   @nn.compact
   def __call__(self, x, *, train: bool, decode: bool):
     width = x.shape[-1]
     h = nn.LayerNorm(dtype=self.dtype, use_bias=self.use_bias)(x)
     h = CausalSelfAttention(self.num_heads, self.max_len, self.dropout, self.dtype,
-                            self.use_bias)(h, train=train, decode=decode)
+                            self.use_bias, self.operands)(h, train=train, decode=decode)
     x = x + nn.Dropout(self.dropout)(h, deterministic=not train)
     h = nn.LayerNorm(dtype=self.dtype, use_bias=self.use_bias)(x)
-    h = Dense(4 * width, self.use_bias, self.dtype, kernel_init=_INIT)(h)
-    h = Dense(width, self.use_bias, self.dtype, kernel_init=_INIT)(nn.gelu(h))
+    h = Dense(4 * width, self.use_bias, self.dtype, kernel_init=_INIT, operands=self.operands)(h)
+    h = Dense(width, self.use_bias, self.dtype, kernel_init=_INIT,
+              operands=self.operands)(nn.gelu(h))
     return x + nn.Dropout(self.dropout)(h, deterministic=not train)
 
 
@@ -92,6 +97,9 @@ class CharTransformer(nn.Module):
   dropout: float = 0.0
   dtype: jnp.dtype = jnp.float32  # Compute dtype; parameters stay float32.
   use_bias: bool = True  # Biases in dense layers and LayerNorms.
+  # The blocks' Dense matmul operands: "float32", "bfloat16" (float32 sums) or "auto" (bf16
+  # on a CPU with bf16 matmul units); embeddings, attention and the head stay in `dtype`.
+  dense_operands: str = "float32"
 
   @nn.compact
   def __call__(self, tokens: jax.Array, *, train: bool = False, decode: bool = False,
@@ -113,6 +121,6 @@ class CharTransformer(nn.Module):
     x = nn.Dropout(self.dropout)(x, deterministic=not train)
     for i in range(self.num_layers):
       x = Block(self.num_heads, self.block_size, self.dropout, self.dtype, self.use_bias,
-                name=f"block_{i}")(x, train=train, decode=decode)
+                self.dense_operands, name=f"block_{i}")(x, train=train, decode=decode)
     x = nn.LayerNorm(dtype=self.dtype, use_bias=self.use_bias, name="final_norm")(x)
     return embed.attend(x).astype(jnp.float32)  # Weight-tied head: (B, T, vocab)

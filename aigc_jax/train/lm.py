@@ -31,7 +31,9 @@ def build_model(config: ml_collections.ConfigDict, spec: TextSpec,
   m = config.model
   return CharTransformer(vocab_size=spec.vocab_size, num_layers=m.num_layers,
                          num_heads=m.num_heads, width=m.width, block_size=config.block_size,
-                         dropout=m.dropout, dtype=dtype, use_bias=m.use_bias)
+                         dropout=m.dropout, dtype=dtype, use_bias=m.use_bias,
+                         # .get: runs saved before the key existed keep float32.
+                         dense_operands=m.get("dense_operands", "float32"))
 
 
 def learning_rate(config: ml_collections.ConfigDict) -> optax.Schedule:

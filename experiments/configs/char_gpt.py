@@ -28,6 +28,9 @@ def get_config(variant: str = "cpu") -> ConfigDict:
   config.model.num_heads = 4
   config.model.width = 128
   config.model.dropout = 0.0
+  # Matmul operands of the blocks' Dense layers: "auto" is bf16 (float32 sums) on a CPU with
+  # bf16 matmul units, else float32; "float32" reproduces runs from before it existed.
+  config.model.dense_operands = "auto"
   config.model.use_bias = True  # GPT-2 layout; False drops them (the reference recipe), same speed.
   config.optimizer = ConfigDict()
   config.optimizer.learning_rate = 1e-3  # Peak; Karpathy's shakespeare_char settings.
