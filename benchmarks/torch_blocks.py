@@ -1,9 +1,18 @@
-"""Timed blocks of PyTorch training steps, as the PyTorch peers time them."""
+"""What the PyTorch peers share: importing torch (optional) and timing blocks of steps."""
 
 from __future__ import annotations
 
 import time
 from typing import Callable
+
+
+def import_torch():
+  """torch, or an exit that says how to get it: it is not a dependency of this project."""
+  try:
+    import torch  # pylint: disable=import-outside-toplevel
+  except ImportError as error:
+    raise SystemExit("This benchmark needs PyTorch: pip install torch") from error
+  return torch
 
 
 def images_per_second(torch, step: Callable, examples: int, batch: int, steps: int,

@@ -25,6 +25,8 @@ import time
 import numpy as np
 from absl import app, flags
 
+from benchmarks.torch_blocks import import_torch
+
 _TEXT = flags.DEFINE_string("text", None, "Tiny Shakespeare's input.txt.")
 _ITERATIONS = flags.DEFINE_integer("iterations", 300, "Training iterations timed.")
 flags.mark_flags_as_required(["text"])
@@ -89,10 +91,7 @@ def learning_rate(step: int) -> float:
 
 def main(argv):
   del argv
-  try:
-    import torch  # pylint: disable=import-outside-toplevel
-  except ImportError as error:
-    raise SystemExit("This benchmark needs PyTorch: pip install torch") from error
+  torch = import_torch()
   text = open(_TEXT.value, encoding="utf-8").read()
   vocab = sorted(set(text))
   index = {c: i for i, c in enumerate(vocab)}

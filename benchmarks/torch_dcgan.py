@@ -27,7 +27,7 @@ import statistics
 import numpy as np
 from absl import app, flags
 
-from benchmarks.torch_blocks import images_per_second
+from benchmarks.torch_blocks import images_per_second, import_torch
 
 _SHAPE = flags.DEFINE_enum("shape", "mnist", ["mnist", "cifar10"], "Which seed DCGAN.")
 _CHANNELS_LAST = flags.DEFINE_bool("channels_last", False, "NHWC memory format for convs.")
@@ -73,10 +73,7 @@ def build_models(torch, side: int, channels: int, g_widths, d_widths):
 
 def main(argv):
   del argv
-  try:
-    import torch  # pylint: disable=import-outside-toplevel
-  except ImportError as error:
-    raise SystemExit("This benchmark needs PyTorch: pip install torch") from error
+  torch = import_torch()
   torch.manual_seed(0)
   side, channels, count, g_widths, d_widths = SHAPES[_SHAPE.value]
   generator, discriminator = build_models(torch, side, channels, g_widths, d_widths)

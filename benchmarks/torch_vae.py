@@ -22,7 +22,7 @@ import statistics
 import numpy as np
 from absl import app, flags
 
-from benchmarks.torch_blocks import images_per_second
+from benchmarks.torch_blocks import images_per_second, import_torch
 
 _BATCH = flags.DEFINE_integer("batch_size", 128, "Images per step.")
 _STEPS = flags.DEFINE_integer("steps", 400, "Steps per timed block.")
@@ -52,10 +52,7 @@ def build_model(torch):
 
 def main(argv):
   del argv
-  try:
-    import torch  # pylint: disable=import-outside-toplevel
-  except ImportError as error:
-    raise SystemExit("This benchmark needs PyTorch: pip install torch") from error
+  torch = import_torch()
   torch.manual_seed(0)
   model = build_model(torch)
   optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
