@@ -1,5 +1,7 @@
 """models.dense.Dense equals flax's Dense in values and gradients, whichever way it stores its kernel."""
 
+import re
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -69,3 +71,28 @@ def test_bfloat16_operands_give_the_products_of_rounded_operands(in_features, ou
   for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
     assert g.dtype == jnp.float32
     assert float(jnp.linalg.norm(g - w) / jnp.linalg.norm(w)) < 1e-2
+
+
+def dot_operand_types(compiled_text: str) -> set[str]:
+  """Element types of the operands of every dot in compiled HLO text (fused or not)."""
+  types = set()
+  for line in compiled_text.splitlines():
+    if " dot(" in line:
+      names = re.search(r" dot\(([^)]*)\)", line).group(1).split(", ")
+      for name in names:
+        declared = re.search(re.escape(name) + r" = (\w+)\[", compiled_text)
+        types.add(declared.group(1) if declared else "unknown")
+  return types
+
+
+@pytest.mark.parametrize("in_features,out_features", [(64, 256), (256, 64)])
+def test_bfloat16_operands_reach_the_compiled_products(in_features, out_features):
+  # All three products of both storage layouts multiply bf16 arrays: handing an (out, in)
+  # kernel over transposed once made XLA:CPU run two of them in float32.
+  ours = Dense(out_features, operands="bfloat16")
+  x = jax.random.normal(jax.random.key(1), (3, 5, in_features))
+  params = ours.init(jax.random.key(0), x)["params"]
+  loss = lambda p, x: jnp.sum(ours.apply({"params": p}, x) ** 2)
+  compiled = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(params, x).compile().as_text()
+  assert compiled.count(" dot(") == 3
+  assert dot_operand_types(compiled) == {"bf16"}

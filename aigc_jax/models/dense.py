@@ -88,6 +88,6 @@ class Dense(nn.Module):
     if dot_general is jax.lax.dot_general:
       y = matmul(x, kernel, out_in)
     else:
-      y = dot_general(_rows(x), kernel.T if out_in else kernel, (((1,), (0,)), ((), ())))
+      y = dot_general(_rows(x), kernel, (((1,), (1 if out_in else 0,)), ((), ())))
       y = y.reshape(*x.shape[:-1], self.features)
     return y + bias if bias is not None else y

@@ -170,7 +170,8 @@ def _blocked_weight_grad(x: jax.Array, grad: jax.Array, dtype: jnp.dtype) -> jax
   return sum(_rows_dot(x[b].T, grad[b], dtype) for b in range(blocks))
 
 
-def _matmul(x: jax.Array, weight: jax.Array, dtype: jnp.dtype = jnp.float32) -> jax.Array:
+def _matmul(x: jax.Array, weight: jax.Array, dtype: jnp.dtype = jnp.float32,
+            out_in: bool = False) -> jax.Array:
   """(B, H, W, I) x (I, O) -> (B, H, W, O) as one 2-D matmul, operands rounded to `dtype`.
 
   Its gradients are written out (`_matmul_vjp`) because the ones autodiff derives let
@@ -183,56 +184,73 @@ def _matmul(x: jax.Array, weight: jax.Array, dtype: jnp.dtype = jnp.float32) -> 
   gradient g @ w^T contracts w's last axis in place: XLA:CPU's bf16 dot reads a
   transposed second operand, and copying w^T first cost the bf16 MLP GAN 18 % of its
   step (5.8 against 4.8 ms; a (256, 512) x (512, 784) product alone 0.61 against 0.36).
+
+  `out_in`: the weight is stored (O, I) (dense.Dense's narrowing layers) and every product
+  reads it as stored. Handing such a weight over transposed instead made XLA:CPU run the
+  forward and input-gradient products in float32 on the rounded values, and transpose
+  the weight gradient back.
   """
   if min(weight.shape) < BF16_MIN_WIDTH:
     dtype = jnp.float32
-  return _matmul_vjp(x, weight, jnp.dtype(dtype), x.dtype, weight.dtype)
+  return _matmul_vjp(x, weight, jnp.dtype(dtype), x.dtype, weight.dtype, out_in)
 
 
 def operand_dot_general(name: str):
   """A `dot_general` for nn.Dense whose (B, I) x (I, O) products take `name` operands.
 
-  bfloat16 sends them through `_matmul` (row-major bf16 dots, float32 sums, the same
-  width floor); any other contraction, and float32, is lax.dot_general's.
+  bfloat16 sends them, and (B, I) x (O, I) products contracting the weight's last axis,
+  through `_matmul` (row-major bf16 dots, float32 sums, the same width floor); any other
+  contraction, and float32, is lax.dot_general's.
   """
   dtype = operand_dtype(name)
   if dtype == jnp.float32:
     return jax.lax.dot_general
 
   def dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
-    if lhs.ndim != 2 or rhs.ndim != 2 or dimension_numbers != (((1,), (0,)), ((), ())):
+    contractions = {(((1,), (0,)), ((), ())): False, (((1,), (1,)), ((), ())): True}
+    if lhs.ndim != 2 or rhs.ndim != 2 or dimension_numbers not in contractions:
       return jax.lax.dot_general(lhs, rhs, dimension_numbers, precision=precision,
                                  preferred_element_type=preferred_element_type)
-    return _matmul(lhs[:, None, None, :], rhs, dtype)[:, 0, 0, :]
+    return _matmul(lhs[:, None, None, :], rhs, dtype, contractions[dimension_numbers])[:, 0, 0, :]
 
   return dot_general
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def _matmul_vjp(x, weight, dtype, x_dtype, weight_dtype):
+def _weight_dims(out_in: bool):
+  """dot_general dimension numbers of rows (N, I) x a weight stored (O, I) or (I, O)."""
+  return (((1,), (1 if out_in else 0,)), ((), ()))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def _matmul_vjp(x, weight, dtype, x_dtype, weight_dtype, out_in):
   b, h, w, i = x.shape
   x = x.reshape(b * h * w, i)
   if dtype == jnp.float32:
-    y = jnp.dot(x, weight)
+    y = jax.lax.dot_general(x, weight, _weight_dims(out_in))
   else:
-    y = jnp.dot(x.astype(dtype), weight.astype(dtype), preferred_element_type=jnp.float32)
+    y = jax.lax.dot_general(x.astype(dtype), weight.astype(dtype), _weight_dims(out_in),
+                            preferred_element_type=jnp.float32)
     y = y.astype(jnp.result_type(x_dtype, weight_dtype))
   return y.reshape(b, h, w, -1)
 
 
-def _matmul_fwd(x, weight, dtype, x_dtype, weight_dtype):
-  y = _matmul_vjp(x, weight, dtype, x_dtype, weight_dtype)
+def _matmul_fwd(x, weight, dtype, x_dtype, weight_dtype, out_in):
+  y = _matmul_vjp(x, weight, dtype, x_dtype, weight_dtype, out_in)
   if dtype == jnp.float32:
     return y, (x, weight)
   return y, (x.astype(dtype), weight.astype(dtype))  # bf16 residuals: half the memory.
 
 
-def _matmul_bwd(dtype, x_dtype, weight_dtype, residuals, grad):
+def _matmul_bwd(dtype, x_dtype, weight_dtype, out_in, residuals, grad):
   x, weight = residuals
   shape, rows = x.shape, x.shape[0] * x.shape[1] * x.shape[2]
   x, grad = x.reshape(rows, -1), grad.reshape(rows, -1)
   if dtype == jnp.float32:
-    x_grad, weight_grad = jnp.dot(grad, weight.T), jnp.dot(x.T, grad)
+    x_grad = jnp.dot(grad, weight if out_in else weight.T)
+    weight_grad = jnp.dot(grad.T, x) if out_in else jnp.dot(x.T, grad)
+  elif out_in:
+    x_grad = jnp.dot(grad.astype(dtype), weight, preferred_element_type=jnp.float32)
+    weight_grad = _blocked_weight_grad(grad, x, dtype)
   else:
     x_grad = _nt_dot(grad.astype(dtype), weight)
     weight_grad = _blocked_weight_grad(x, grad, dtype)
