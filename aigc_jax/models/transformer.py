@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from aigc_jax.errors import InvalidInputError
 from aigc_jax.models.attention import attend
 from aigc_jax.models.dense import Dense
+from aigc_jax.models.layer_norm import LayerNorm
 
 # GPT-2's initialisation: N(0, 0.02) for every matrix and the (tied) token embedding.
 _INIT = nn.initializers.normal(0.02)
@@ -77,11 +78,11 @@ class Block(nn.Module):
   @nn.compact
   def __call__(self, x, *, train: bool, decode: bool):
     width = x.shape[-1]
-    h = nn.LayerNorm(dtype=self.dtype, use_bias=self.use_bias)(x)
+    h = LayerNorm(dtype=self.dtype, use_bias=self.use_bias)(x)
     h = CausalSelfAttention(self.num_heads, self.max_len, self.dropout, self.dtype,
                             self.use_bias, self.operands)(h, train=train, decode=decode)
     x = x + nn.Dropout(self.dropout)(h, deterministic=not train)
-    h = nn.LayerNorm(dtype=self.dtype, use_bias=self.use_bias)(x)
+    h = LayerNorm(dtype=self.dtype, use_bias=self.use_bias)(x)
     h = Dense(4 * width, self.use_bias, self.dtype, kernel_init=_INIT, operands=self.operands)(h)
     h = Dense(width, self.use_bias, self.dtype, kernel_init=_INIT,
               operands=self.operands)(nn.gelu(h))
@@ -124,5 +125,5 @@ class CharTransformer(nn.Module):
     for i in range(self.num_layers):
       x = Block(self.num_heads, self.block_size, self.dropout, self.dtype, self.use_bias,
                 self.dense_operands, name=f"block_{i}")(x, train=train, decode=decode)
-    x = nn.LayerNorm(dtype=self.dtype, use_bias=self.use_bias, name="final_norm")(x)
+    x = LayerNorm(dtype=self.dtype, use_bias=self.use_bias, name="final_norm")(x)
     return embed.attend(x).astype(jnp.float32)  # Weight-tied head: (B, T, vocab)
