@@ -37,6 +37,20 @@ def test_output_at_t_ignores_tokens_after_t(model_and_params):
   assert not np.allclose(a[:, 9:], b[:, 9:])
 
 
+def test_attention_dropout_follows_its_key_and_is_off_at_evaluation(model_and_params):
+  config, model, params = model_and_params
+  noisy = model.clone(dropout=0.5)
+  x = tokens(3, (2, config.block_size))
+  run = lambda key: noisy.apply({"params": params}, x, train=True, rngs={"dropout": key})
+  np.testing.assert_array_equal(run(jax.random.key(1)), run(jax.random.key(1)))
+  assert not np.allclose(run(jax.random.key(1)), run(jax.random.key(2)))
+  np.testing.assert_array_equal(noisy.apply({"params": params}, x),
+                                model.apply({"params": params}, x))
+  grads = jax.grad(lambda p: jnp.sum(noisy.apply({"params": p}, x, train=True,
+                                                 rngs={"dropout": jax.random.key(1)})))(params)
+  assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+
+
 def test_cached_decoding_gives_the_full_forward_logits(model_and_params):
   config, model, params = model_and_params
   x = tokens(1, (3, config.block_size))
