@@ -1,13 +1,17 @@
-"""Multi-head attention with a hand-written VJP whose products XLA:CPU runs fast.
+"""Multi-head attention with a hand-written VJP, heads next to the batch axis.
 
-Autodiff of softmax(q k^T + bias) v contracts the key and value gradients over the query
-axis, dv = p^T do and dk = ds^T q, which XLA:CPU runs as batched dots with a transposed
-first operand: 0.25 ms for the char GPT's 48 (64 x 64) x (64 x 32) products against 0.10
-for the same FLOPs untransposed. Written out with heads next to the batch axis, every
-product reads its operands the fast way round and the backward pass reuses the softmax
-from the forward one; one layer's attention, forward and backward, took 1.43-1.61 ms
-against 1.78-1.79 for autodiff of the einsums on this 2-core VM. Values and gradients
-equal autodiff's (tests/test_attention.py).
+For the char GPT's shapes (12 x 4 heads of 64 x 64 scores over 32 dimensions) XLA:CPU's
+cost is in the small batched dots and the copies around them. Moving the heads next to
+the batch axis once, and writing out softmax's VJP so that the backward pass reuses the
+forward's weights, took one layer's attention, forward and backward, to 1.43-1.77 ms
+against 1.78-2.02 for autodiff of the einsums on (B, T, H, D) operands and 1.85-1.89 for
+autodiff with the heads moved first (alternated in one process, 2-core VM). The key and
+value gradients still contract over the query axis, which XLA:CPU runs as batched dots
+with a transposed first operand (0.25 ms against 0.10 for the same FLOPs untransposed).
+Tried, and no faster: transposing those operands first (XLA folds the transpose back
+in; behind an optimisation barrier, 1.52-1.67 ms) and computing both p and p^T from
+untransposed dots (1.71 against 1.44). Values and gradients equal autodiff's
+(tests/test_attention.py).
 """
 
 from __future__ import annotations
@@ -54,9 +58,8 @@ def _attend_bwd(residuals, grad):
   grad_weights = grad_kept if keep is None else grad_kept * keep
   # Softmax's VJP: p * (g - sum(g * p)) over the key axis.
   grad_scores = weights * (grad_weights - jnp.sum(grad_weights * weights, -1, keepdims=True))
-  grad_v = _dot(jnp.swapaxes(kept, 2, 3).astype(v.dtype), grad, 3, 2, v.dtype)
-  grad_scores_t = jnp.swapaxes(grad_scores, 2, 3)
-  grad_k = _dot(grad_scores_t.astype(q.dtype), q, 3, 2, k.dtype)
+  grad_v = _dot(kept.astype(v.dtype), grad, 2, 2, v.dtype)  # Over the query axis.
+  grad_k = _dot(grad_scores.astype(q.dtype), q, 2, 2, k.dtype)
   grad_q = _dot(grad_scores.astype(k.dtype), k, 3, 2, q.dtype)
   grad_bias = jnp.sum(grad_scores, (0, 1))
   grad_keep = None if keep is None else grad_kept * weights

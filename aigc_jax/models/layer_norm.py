@@ -4,8 +4,9 @@ Autodiff of flax's LayerNorm leaves XLA:CPU a chain of small fusions per layer i
 backward pass (the mean's and the variance's gradients separately); written out, the
 input gradient is one pass over the normalised input and two row sums, and the scale
 and bias gradients two column sums: one char-GPT block, forward and backward, took
-8.2-8.4 ms against 8.7-8.9 with flax's (alternated in one process, 2-core VM). Parameters ("scale", "bias"), values and gradients
-equal `flax.linen.LayerNorm`'s (tests/test_layer_norm.py), so checkpoints carry over.
+8.2-8.4 ms against 8.7-8.9 with flax's (alternated in one process, 2-core VM).
+Parameters ("scale", "bias"), values and gradients equal `flax.linen.LayerNorm`'s
+(tests/test_layer_norm.py), so checkpoints carry over.
 """
 
 from __future__ import annotations
