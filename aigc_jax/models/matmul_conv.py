@@ -266,28 +266,17 @@ def all_taps_at_once(kernel_shape: tuple[int, ...]) -> bool:
   return kh * kw * o <= i
 
 
-def _tap_products(x: jax.Array, kernel: jax.Array, dtype: jnp.dtype
-                  ) -> dict[tuple[int, int], jax.Array]:
-  """(B, H, W, I) x (kh, kw, I, O) -> {(t_h, t_w): x @ kernel[t_h, t_w], (B, H, W, O)}.
+def _tap_products(x: jax.Array, kernel: jax.Array, dtype: jnp.dtype) -> list[jax.Array]:
+  """(B, H, W, I) x (kh, kw, I, O) -> [x @ kernel[t_h, t_w], (B, H, W, O)], taps row-major.
 
   Narrow products come from one (I, kh*kw*O) matmul, the rest from one matmul per tap:
   wide products are then channel-contiguous, so the shifted sums below are cheap copies.
   """
   kh, kw, _, o = kernel.shape
-  taps = [(th, tw) for th in range(kh) for tw in range(kw)]
   if all_taps_at_once(kernel.shape):
-    products = _matmul(x, _side_by_side(kernel), dtype).reshape(*x.shape[:3], kh, kw, o)
-    return {(th, tw): products[:, :, :, th, tw] for th, tw in taps}
-  return {(th, tw): _matmul(x, kernel[th, tw], dtype) for th, tw in taps}
-
-
-def _sum_shifted(products, pairs_h, pairs_w, out_h: int, out_w: int) -> jax.Array:
-  """sum over tap pairs of products[t_h, t_w][:, m + off_h, n + off_w], zero outside.
-
-  pairs_*: [(tap, input offset), ...]; result (B, out_h, out_w, O).
-  """
-  return sum(_shifted(products[th, tw], oh, ow, (out_h, out_w))
-             for th, oh in pairs_h for tw, ow in pairs_w)
+    products = _matmul(x, _side_by_side(kernel), dtype).reshape(*x.shape[:3], kh * kw, o)
+    return [products[:, :, :, t] for t in range(kh * kw)]
+  return [_matmul(x, kernel[th, tw], dtype) for th in range(kh) for tw in range(kw)]
 
 
 def _phase_pairs(kernel: int, stride: int, pad_low: int, phase: int) -> list[tuple[int, int]]:
@@ -309,19 +298,13 @@ def conv_transpose_same(x: jax.Array, kernel: jax.Array, strides: tuple[int, int
       and min(i, o) >= BF16_MIN_WIDTH and all(phases)):
     y = _bf16_shifted_products(x, kernel.reshape(kh * kw, i, o), jnp.dtype(dtype), phases,
                                (h, w), x.dtype, kernel.dtype)  # (B, H, W, sh * sw, O)
-    y = y.reshape(b, h, w, sh, sw, o).transpose(0, 1, 3, 2, 4, 5)
-    return y.reshape(b, h * sh, w * sw, o)
-  products = _tap_products(x, kernel, dtype)
-  rows = []
-  for a in range(sh):
-    pairs_h = _phase_pairs(kh, sh, pad_h, a)
-    row = []
-    for c in range(sw):
-      pairs_w = _phase_pairs(kw, sw, pad_w, c)
-      row.append(_sum_shifted(products, pairs_h, pairs_w, h, w) if pairs_h and pairs_w
-                 else jnp.zeros((b, h, w, kernel.shape[-1]), x.dtype))
-    rows.append(jnp.stack(row, axis=3))  # (B, H, W, sw, O)
-  return jnp.stack(rows, axis=2).reshape((b, h * sh, w * sw, kernel.shape[-1]))
+  else:
+    products = _tap_products(x, kernel, dtype)
+    # Each phase sums its taps' products read at their offsets; a phase no tap reaches is 0.
+    y = jnp.stack([sum((_shifted(products[t], oh, ow, (h, w)) for t, oh, ow in phase),
+                       jnp.zeros((b, h, w, o), x.dtype)) for phase in phases], axis=3)
+  y = y.reshape(b, h, w, sh, sw, o).transpose(0, 1, 3, 2, 4, 5)
+  return y.reshape(b, h * sh, w * sw, o)
 
 
 def concatenated_taps(kernel_shape: tuple[int, ...]) -> bool:
