@@ -24,7 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from aigc_jax.models.matmul_conv import operand_dot_general
+from aigc_jax.models.matmul_conv import operand_dot_general, weight_dims
 
 
 def _rows(a: jax.Array) -> jax.Array:
@@ -88,6 +88,6 @@ class Dense(nn.Module):
     if dot_general is jax.lax.dot_general:
       y = matmul(x, kernel, out_in)
     else:
-      y = dot_general(_rows(x), kernel, (((1,), (1 if out_in else 0,)), ((), ())))
+      y = dot_general(_rows(x), kernel, weight_dims(out_in))
       y = y.reshape(*x.shape[:-1], self.features)
     return y + bias if bias is not None else y

@@ -195,6 +195,11 @@ def _matmul(x: jax.Array, weight: jax.Array, dtype: jnp.dtype = jnp.float32,
   return _matmul_vjp(x, weight, jnp.dtype(dtype), x.dtype, weight.dtype, out_in)
 
 
+def weight_dims(out_in: bool):
+  """dot_general dimension numbers of rows (N, I) x a weight stored (O, I) or (I, O)."""
+  return (((1,), (1 if out_in else 0,)), ((), ()))
+
+
 def operand_dot_general(name: str):
   """A `dot_general` for nn.Dense whose (B, I) x (I, O) products take `name` operands.
 
@@ -207,18 +212,13 @@ def operand_dot_general(name: str):
     return jax.lax.dot_general
 
   def dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
-    contractions = {(((1,), (0,)), ((), ())): False, (((1,), (1,)), ((), ())): True}
-    if lhs.ndim != 2 or rhs.ndim != 2 or dimension_numbers not in contractions:
+    out_in = {weight_dims(False): False, weight_dims(True): True}.get(dimension_numbers)
+    if lhs.ndim != 2 or rhs.ndim != 2 or out_in is None:
       return jax.lax.dot_general(lhs, rhs, dimension_numbers, precision=precision,
                                  preferred_element_type=preferred_element_type)
-    return _matmul(lhs[:, None, None, :], rhs, dtype, contractions[dimension_numbers])[:, 0, 0, :]
+    return _matmul(lhs[:, None, None, :], rhs, dtype, out_in)[:, 0, 0, :]
 
   return dot_general
-
-
-def _weight_dims(out_in: bool):
-  """dot_general dimension numbers of rows (N, I) x a weight stored (O, I) or (I, O)."""
-  return (((1,), (1 if out_in else 0,)), ((), ()))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
@@ -226,9 +226,9 @@ def _matmul_vjp(x, weight, dtype, x_dtype, weight_dtype, out_in):
   b, h, w, i = x.shape
   x = x.reshape(b * h * w, i)
   if dtype == jnp.float32:
-    y = jax.lax.dot_general(x, weight, _weight_dims(out_in))
+    y = jax.lax.dot_general(x, weight, weight_dims(out_in))
   else:
-    y = jax.lax.dot_general(x.astype(dtype), weight.astype(dtype), _weight_dims(out_in),
+    y = jax.lax.dot_general(x.astype(dtype), weight.astype(dtype), weight_dims(out_in),
                             preferred_element_type=jnp.float32)
     y = y.astype(jnp.result_type(x_dtype, weight_dtype))
   return y.reshape(b, h, w, -1)
